@@ -1,0 +1,95 @@
+import urllib.error
+
+import pytest
+import torch
+
+import transferlab.backbones as bb
+from transferlab import ConfigError, Unavailable, create_backbone, get_spec, list_backbones, predict_imagenet
+
+ALL = list_backbones(include_test=True)
+
+
+def test_registry_lists_menu_entries_and_hides_test_ones():
+    assert {"efficientnet_lite0", "resnet18", "mobilenet_v3_small", "labnet"} <= set(list_backbones())
+    assert "test_tiny" not in list_backbones() and "test_tiny" in ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_backbone_builds_its_declared_blocks_and_runs(name):
+    spec = get_spec(name)
+    model = create_backbone(name, num_classes=7, pretrained=False).eval()
+    assert tuple(model.blocks) == spec.blocks
+    x = torch.randn(2, 3, spec.train_size, spec.train_size)
+    assert model(x).shape == (2, 7)
+    # Running the blocks in two pieces is the same function: what feature caching relies on.
+    k = spec.num_blocks // 2
+    assert torch.allclose(model(model.forward_blocks(x, 0, k), start=k), model(x), atol=1e-5)
+
+
+def test_unknown_backbone_names_the_choices():
+    with pytest.raises(ConfigError, match="efficientnet_lite0"):
+        create_backbone("resnet1000", 10)
+
+
+def test_lite0_key_map_covers_the_checkpoint_exactly():
+    path = bb._lite0_weights_path()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    import timm
+
+    mapped = {bb.lite0_key_map(k) for k in state}
+    assert mapped == set(timm.create_model("tf_efficientnet_lite0").state_dict())
+    assert bb.lite0_key_map("_blocks.15._bn2.weight") == "blocks.6.0.bn3.weight"
+    assert bb.lite0_key_map("_blocks.0._project_conv.weight") == "blocks.0.0.conv_pw.weight"
+
+
+def test_pretrained_weights_differ_from_random_init():
+    pre = create_backbone("efficientnet_lite0", 10, pretrained=True)
+    ref = torch.load(bb._lite0_weights_path(), map_location="cpu", weights_only=True)
+    assert torch.equal(pre.blocks["stem"][0].weight, ref["_conv_stem.weight"])
+    assert torch.equal(pre.blocks["head_conv"][0].weight, ref["_conv_head.weight"])
+
+
+@pytest.mark.slow
+def test_imagenet_oracle_cat_and_espresso():
+    from skimage import data
+
+    cat, coffee = predict_imagenet([data.chelsea(), data.coffee()])
+    assert cat[0][0] in {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+    assert coffee[0][0] == "espresso"
+    assert abs(sum(p for _, p in cat) - 1) < 0.5 and cat[0][1] > cat[1][1]
+
+
+def test_labnet_loads_shipped_weights():
+    a = create_backbone("labnet", 5, pretrained=True)
+    b = create_backbone("labnet", 5, pretrained=True)
+    assert torch.equal(a.blocks["block1"][0].weight, b.blocks["block1"][0].weight)
+    assert bb.backbone_status("labnet")[0]
+
+
+@pytest.fixture
+def empty_torch_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(bb, "torch_checkpoint_dir", lambda: tmp_path / "checkpoints")
+    return tmp_path / "checkpoints"
+
+
+def test_torchvision_offline_without_cache_says_where_to_put_the_file(empty_torch_cache, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    ok, why = bb.backbone_status("resnet18")
+    assert not ok and str(empty_torch_cache) in why
+    with pytest.raises(Unavailable, match="resnet18-f37072fd.pth") as info:
+        create_backbone("resnet18", 10, pretrained=True)
+    assert str(empty_torch_cache) in str(info.value)
+
+
+def test_torchvision_weights_load_from_the_cache(empty_torch_cache):
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    empty_torch_cache.mkdir(parents=True)
+    torch.save(reference, empty_torch_cache / "resnet18-f37072fd.pth")
+    assert bb.backbone_status("resnet18")[0]
+    model = create_backbone("resnet18", 10, pretrained=True)
+    assert torch.equal(model.blocks["layer4"][1].conv2.weight, reference["layer4.1.conv2.weight"])

@@ -1,0 +1,107 @@
+import threading
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from transferlab import ARMS, Arm, Callback, ConfigError, StopTraining, compare, feature_cache
+from transferlab.features import FeatureCache
+
+
+def test_records_come_in_order_and_arms_advance_together(tiny):
+    result = compare(tiny)
+    h = result.history
+    for arm in ("finetune", "scratch"):
+        mine = h[h.arm == arm]
+        assert mine.split.tolist() == ["train", "eval"] * 3 + ["test"]
+        assert mine.epoch.tolist() == [1, 1, 2, 2, 3, 3, 3]
+        assert mine.step.is_monotonic_increasing and mine.seconds.is_monotonic_increasing
+        assert mine.images_seen.iloc[-1] == 3 * 32
+    # Interleaved: each arm's epoch 1 comes before either arm's epoch 2.
+    first_epoch2 = h.index[h.epoch == 2].min()
+    assert (h.loc[: first_epoch2 - 1].query("split == 'eval'").arm.tolist()) == ["finetune", "scratch"]
+    assert set(result.table.arm) == {"finetune", "scratch"}
+    assert result.table.set_index("arm").loc["finetune", "freeze_depth"] == 1
+
+
+def test_same_config_and_seed_give_identical_numbers(tiny):
+    a, b = compare(tiny), compare(tiny)
+    pd.testing.assert_frame_equal(a.history.drop(columns="seconds"), b.history.drop(columns="seconds"))
+    c = compare(replace(tiny, seed=1))
+    assert not a.history.loss.equals(c.history.loss)
+
+
+def test_stop_is_honoured_within_one_batch(tiny):
+    stop = threading.Event()
+
+    class StopAfter(Callback):
+        def on_batch_end(self, run):
+            if run.step == 2:
+                stop.set()
+
+    result = compare(replace(tiny, epochs=50), arms=["scratch"], callbacks=[StopAfter()], stop=stop)
+    assert result.stopped and result.runs["scratch"].step == 2
+    assert result.verdict().startswith("Stopped")
+
+
+def test_a_callback_can_stop_training(tiny):
+    class Refuse(Callback):
+        def on_batch_end(self, run):
+            raise StopTraining("enough")
+
+    result = compare(tiny, callbacks=[Refuse()])
+    assert result.stopped and sum(r.step for r in result.runs.values()) == 1
+
+
+def test_cached_prefix_gives_the_same_training_as_recomputing_it(tiny):
+    feature_cache().clear()
+    cached = compare(replace(tiny, freeze_depth=2), arms=["finetune"])
+    plain = compare(replace(tiny, freeze_depth=2, cache_features=False), arms=["finetune"])
+    assert cached.runs["finetune"].cached and not plain.runs["finetune"].cached
+    assert torch.allclose(torch.tensor(cached.history.loss.values), torch.tensor(plain.history.loss.values), atol=1e-4)
+    assert feature_cache().misses == 2  # train and test features, computed once each
+    compare(replace(tiny, freeze_depth=2), arms=["finetune"])
+    assert feature_cache().misses == 2 and feature_cache().hits >= 2
+
+
+def test_augmented_views_are_cached_and_cycled(tiny):
+    result = compare(replace(tiny, freeze_depth=2, augment=True, augment_views=3), arms=["finetune"])
+    assert result.runs["finetune"].cached
+    assert not result.history.query("split == 'test'").accuracy.isna().any()
+
+
+def test_feature_cache_is_bounded_and_evicts_least_recent():
+    cache = FeatureCache(max_bytes=3 * 400)
+    for key in "abc":
+        cache.put(key, torch.zeros(100))  # 400 bytes each
+    cache.get("a")
+    cache.put("d", torch.zeros(100))
+    assert cache.get("b") is None and cache.get("a") is not None
+    assert not cache.put("huge", torch.zeros(1000)) and cache.nbytes <= 1200
+
+
+def test_finetuning_lowers_the_loss_on_a_few_examples(tiny):
+    result = compare(replace(tiny, epochs=20, lr=1e-2), arms=["finetune"])
+    train = result.history.query("split == 'train'").loss
+    assert train.iloc[-1] < 0.5 * train.iloc[0]
+    assert result.accuracy("finetune") > 0.6  # 4 classes: chance is 0.25
+
+
+def test_linear_probe_and_custom_arms(tiny):
+    weights = compare(tiny, arms=["scratch"]).runs["scratch"].model.blocks.state_dict()
+    transfer = Arm("transfer", init=weights, freeze=2)
+    result = compare(tiny, arms=["probe", transfer])
+    probe = result.runs["probe"]
+    assert probe.k == 3 and probe.trainable_params == sum(p.numel() for p in probe.model.head.parameters())
+    assert torch.equal(result.runs["transfer"].model.blocks["block1"][0].weight, weights["block1.0.weight"])
+
+
+def test_settings_that_cannot_work_fail_before_training(tiny):
+    with pytest.raises(ConfigError, match="freeze_depth must be 0..3"):
+        compare(replace(tiny, freeze_depth=7))
+    with pytest.raises(ConfigError, match="per_class <= 40"):
+        compare(replace(tiny, per_class=41))
+    with pytest.raises(ConfigError, match="unknown arm"):
+        compare(tiny, arms=["finetune", "magic"])
+    assert set(ARMS) == {"finetune", "scratch", "probe"}

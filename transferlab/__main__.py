@@ -1,0 +1,145 @@
+"""Command line: `python -m transferlab {backbones,datasets,predict,compare}`.
+
+    python -m transferlab compare --dataset fashion_mnist --backbone efficientnet_lite0 \\
+        --per-class 10 --freeze-depth 4 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+
+
+def _reexec_with_tcmalloc() -> None:
+    """Restart under tcmalloc when Debian's libtcmalloc-minimal4 is there: the default allocator
+    makes EfficientNet training 1.05-2.7x slower on CPU (DESIGN.md). TRANSFERLAB_NO_TCMALLOC=1 opts out."""
+    if os.path.exists(TCMALLOC) and "tcmalloc" not in os.environ.get("LD_PRELOAD", "") \
+            and not os.environ.get("TRANSFERLAB_NO_TCMALLOC"):  # fmt: skip
+        env = dict(os.environ, LD_PRELOAD=" ".join(filter(None, [TCMALLOC, os.environ.get("LD_PRELOAD")])))
+        os.execve(sys.executable, [sys.executable, "-m", "transferlab", *sys.argv[1:]], env)
+
+
+def _per_class(value: str) -> int | None:
+    if value == "all":
+        return None
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError("per-class must be a positive number or 'all'")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .training import ExperimentConfig
+
+    d = ExperimentConfig()
+    parser = argparse.ArgumentParser(prog="python -m transferlab", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backbones", help="list backbones, their blocks and whether their weights are here")
+    sub.add_parser("datasets", help="list datasets and whether they can be loaded here (and why not)")
+
+    p = sub.add_parser("predict", help="ImageNet top-5 for an image file")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--size", type=int, default=None, help="input size (default: the weights' own, 224)")
+
+    c = sub.add_parser("compare", help="fine-tune a pretrained backbone and train the same network from scratch")
+    c.add_argument("--dataset", default=d.dataset)
+    c.add_argument("--root", default=None, help="folder of class sub-folders, for --dataset image_folder")
+    c.add_argument("--backbone", default=d.backbone)
+    c.add_argument("--per-class", type=_per_class, default=d.per_class, help="training images per class, or 'all'")
+    c.add_argument("--freeze-depth", type=int, default=d.freeze_depth, help="freeze the first k blocks")
+    c.add_argument("--epochs", type=int, default=d.epochs)
+    c.add_argument("--lr", type=float, default=d.lr)
+    c.add_argument("--head-lr-mult", type=float, default=d.head_lr_mult)
+    c.add_argument("--batch-size", type=int, default=d.batch_size)
+    c.add_argument("--size", type=int, default=None, help="input size in pixels (default: the backbone's)")
+    c.add_argument("--augment", action="store_true")
+    c.add_argument("--seed", type=int, default=d.seed)
+    c.add_argument("--device", default=d.device, help="auto (cuda, mps, cpu), cpu, cuda, ...")
+    c.add_argument("--arms", default="finetune,scratch", help="comma-separated: finetune, scratch, probe")
+    c.add_argument("--json", action="store_true", help="print a JSON result on stdout (progress goes to stderr)")
+    return parser
+
+
+def cmd_backbones(args) -> None:
+    from .backbones import backbone_status, get_spec, list_backbones
+
+    for name in list_backbones():
+        spec = get_spec(name)
+        ok, why = backbone_status(name)
+        print(f"{name:<20} {spec.description}")
+        print(f"{'':<20} blocks ({spec.num_blocks}): {', '.join(spec.blocks)}")
+        print(f"{'':<20} weights: {'available' if ok else 'NOT AVAILABLE'}: {why}")
+
+
+def cmd_datasets(args) -> None:
+    from .datasets import dataset_status, describe_dataset, list_datasets
+
+    for name in list_datasets():
+        ok, why = dataset_status(name)
+        print(f"{name:<14} {'yes' if ok else 'no ':<4} {describe_dataset(name)}")
+        if not ok:
+            print(f"{'':<19}{why}")
+
+
+def cmd_predict(args) -> None:
+    from .predict import predict_imagenet
+
+    for path in args.images:
+        if not os.path.isfile(path):
+            raise SystemExit(f"error: {path} is not a file; give the path of an image (jpg, png, ...)")
+    for path, top in zip(args.images, predict_imagenet(list(args.images), args.backbone, args.topk, args.size)):
+        print(path)
+        for name, p in top:
+            print(f"  {p:6.1%}  {name}")
+
+
+def cmd_compare(args) -> None:
+    from .progress import Printer
+    from .training import ExperimentConfig, compare
+
+    config = ExperimentConfig(
+        dataset=args.dataset, root=args.root, backbone=args.backbone, per_class=args.per_class,
+        freeze_depth=args.freeze_depth, epochs=args.epochs, lr=args.lr, head_lr_mult=args.head_lr_mult,
+        batch_size=args.batch_size, image_size=args.size, augment=args.augment, seed=args.seed,
+        device=args.device,
+    )  # fmt: skip
+    result = compare(config, arms=args.arms.split(","), callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
+    if args.json:
+        rows = result.table.set_index("arm").to_dict(orient="index")
+        out = {"config": asdict(config), "arms": rows, "verdict": result.verdict()}
+        if "finetune" in rows and "scratch" in rows:
+            out["gap"] = result.gap
+        print(json.dumps(out, indent=2))
+    else:
+        cols = ["arm", "test_accuracy", "seconds", "trainable_params", "freeze_depth", "device"]
+        print()
+        print(result.table[cols].to_string(index=False, formatters={"test_accuracy": "{:.1%}".format}))
+        print(result.verdict())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import TransferlabError
+
+    try:
+        {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict,
+         "compare": cmd_compare}[args.command](args)  # fmt: skip
+    except TransferlabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    _reexec_with_tcmalloc()
+    sys.exit(main())

