@@ -53,8 +53,8 @@ def test_unfrozen_batchnorm_statistics_drift_when_asked():
     before = _bn_stats(model.blocks["block1"])
     _train_steps(model, 1)
     assert not all(torch.equal(a, b) for a, b in zip(_bn_stats(model.blocks["block1"]), before))
-    assert all(torch.equal(a, b) for a, b in zip(model.blocks["block1"].parameters(),
-                                                   create_backbone("test_tiny", 4).blocks["block1"].parameters()))  # fmt: skip
+    pretrained = create_backbone("test_tiny", 4).blocks["block1"].parameters()
+    assert all(torch.equal(a, b) for a, b in zip(model.blocks["block1"].parameters(), pretrained))
 
 
 def test_freeze_depth_out_of_range_names_the_range():

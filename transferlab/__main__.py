@@ -113,7 +113,7 @@ def cmd_compare(args) -> None:
     result = compare(config, arms=args.arms.split(","), callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
     if args.json:
         rows = result.table.set_index("arm").to_dict(orient="index")
-        out = {"config": asdict(config), "arms": rows, "verdict": result.verdict()}
+        out = {"config": asdict(config), "device": result.table.device[0], "arms": rows, "verdict": result.verdict()}
         if "finetune" in rows and "scratch" in rows:
             out["gap"] = result.gap
         print(json.dumps(out, indent=2))

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from transferlab.__main__ import main
+
+
+def test_backbones_lists_blocks_and_weight_status(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "stem, stage1, stage2" in out and "labnet" in out
+    assert "test_tiny" not in out
+
+
+def test_datasets_say_what_is_available_and_why_not(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "image_folder" in out and "--root" in out
+
+
+def test_compare_json_has_both_arms(capsys):
+    argv = ["compare", "--dataset", "test_blobs", "--backbone", "test_tiny", "--per-class", "8",
+            "--freeze-depth", "1", "--epochs", "2", "--batch-size", "8", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert set(result["arms"]) == {"finetune", "scratch"}
+    assert 0 <= result["arms"]["finetune"]["test_accuracy"] <= 1 and result["arms"]["scratch"]["seconds"] > 0
+    assert "gap" in result and "epoch 2/2" in captured.err  # progress goes to stderr
+
+
+def test_compare_prints_progress_and_a_table(capsys):
+    argv = ["compare", "--dataset", "test_blobs", "--backbone", "test_tiny", "--per-class", "4",
+            "--freeze-depth", "3", "--epochs", "2", "--batch-size", "8", "--arms", "probe"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "probe     epoch 1/2" in out and "test_accuracy" in out and "probe: test accuracy" in out
+
+
+def test_settings_that_cannot_work_exit_2_with_a_message(capsys):
+    assert main(["compare", "--backbone", "test_tiny", "--dataset", "test_blobs", "--freeze-depth", "9"]) == 2
+    assert "freeze_depth must be 0..3" in capsys.readouterr().err
+    assert main(["compare", "--dataset", "image_folder"]) == 2
+    assert "needs a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_names_a_cat_first_for_a_cat_photo(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(path)
+    out = subprocess.run([sys.executable, "-m", "transferlab", "predict", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    first = out.splitlines()[1]
+    assert "cat" in first and "%" in first
+    assert len(out.splitlines()) == 6
