@@ -19,9 +19,17 @@ from transferlab._paths import shipped_dir  # noqa: E402
 from transferlab.backbones import LABNET_WEIGHTS  # noqa: E402
 
 SOURCE = ExperimentConfig(
-    dataset="fashion_mnist", classes=(0, 1, 2, 3, 4), backbone="labnet", per_class=None,
-    epochs=3, batch_size=128, lr=2e-3, test_per_class=None, eval_per_class=200, seed=0,
-)  # fmt: skip
+    dataset="fashion_mnist",
+    classes=(0, 1, 2, 3, 4),
+    backbone="labnet",
+    per_class=None,
+    epochs=3,
+    batch_size=128,
+    lr=2e-3,
+    test_per_class=None,
+    eval_per_class=200,
+    seed=0,
+)
 
 if __name__ == "__main__":
     torch.set_num_threads(max(1, torch.get_num_threads()))

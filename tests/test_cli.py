@@ -21,8 +21,22 @@ def test_datasets_say_what_is_available_and_why_not(capsys):
 
 
 def test_compare_json_has_both_arms(capsys):
-    argv = ["compare", "--dataset", "test_blobs", "--backbone", "test_tiny", "--per-class", "8",
-            "--freeze-depth", "1", "--epochs", "2", "--batch-size", "8", "--json"]  # fmt: skip
+    argv = [
+        "compare",
+        "--dataset",
+        "test_blobs",
+        "--backbone",
+        "test_tiny",
+        "--per-class",
+        "8",
+        "--freeze-depth",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--json",
+    ]
     assert main(argv) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
@@ -32,8 +46,23 @@ def test_compare_json_has_both_arms(capsys):
 
 
 def test_compare_prints_progress_and_a_table(capsys):
-    argv = ["compare", "--dataset", "test_blobs", "--backbone", "test_tiny", "--per-class", "4",
-            "--freeze-depth", "3", "--epochs", "2", "--batch-size", "8", "--arms", "probe"]  # fmt: skip
+    argv = [
+        "compare",
+        "--dataset",
+        "test_blobs",
+        "--backbone",
+        "test_tiny",
+        "--per-class",
+        "4",
+        "--freeze-depth",
+        "3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--arms",
+        "probe",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "probe     epoch 1/2" in out and "test_accuracy" in out and "probe: test accuracy" in out
@@ -53,8 +82,9 @@ def test_predict_names_a_cat_first_for_a_cat_photo(tmp_path):
 
     path = tmp_path / "chelsea.png"
     Image.fromarray(data.chelsea()).save(path)
-    out = subprocess.run([sys.executable, "-m", "transferlab", "predict", str(path)],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "transferlab", "predict", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     first = out.splitlines()[1]
     assert "cat" in first and "%" in first
     assert len(out.splitlines()) == 6

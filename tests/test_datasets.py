@@ -103,8 +103,10 @@ def test_online_dataset_is_read_from_its_tensor_cache(tmp_path, monkeypatch):
     ds = load_dataset("test_blobs")
     path = tds._tensor_cache_path("eurosat")
     path.parent.mkdir(parents=True)
-    torch.save({k: getattr(ds, k) for k in ("name", "classes", "train_images", "train_labels",
-                                            "test_images", "test_labels")}, path)  # fmt: skip
+    torch.save(
+        {k: getattr(ds, k) for k in ("name", "classes", "train_images", "train_labels", "test_images", "test_labels")},
+        path,
+    )
     assert tds.dataset_status("eurosat")[0]
     assert torch.equal(tds._load_cached.__wrapped__("eurosat", None).train_images, ds.train_images)
 

@@ -8,8 +8,9 @@ from transferlab import ExperimentConfig, compare
 
 @pytest.mark.slow
 def test_finetuning_beats_scratch_on_fashion_mnist_at_10_per_class():
-    config = ExperimentConfig(dataset="fashion_mnist", backbone="efficientnet_lite0", per_class=10,
-                              freeze_depth=4, seed=0)  # fmt: skip
+    config = ExperimentConfig(
+        dataset="fashion_mnist", backbone="efficientnet_lite0", per_class=10, freeze_depth=4, seed=0
+    )
     result = compare(config)
     assert result.accuracy("finetune") > 0.6
     assert result.gap >= 0.15, result.table

@@ -18,8 +18,11 @@ TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 def _reexec_with_tcmalloc() -> None:
     """Restart under tcmalloc when Debian's libtcmalloc-minimal4 is there: the default allocator
     makes EfficientNet training 1.05-2.7x slower on CPU (DESIGN.md). TRANSFERLAB_NO_TCMALLOC=1 opts out."""
-    if os.path.exists(TCMALLOC) and "tcmalloc" not in os.environ.get("LD_PRELOAD", "") \
-            and not os.environ.get("TRANSFERLAB_NO_TCMALLOC"):  # fmt: skip
+    if (
+        os.path.exists(TCMALLOC)
+        and "tcmalloc" not in os.environ.get("LD_PRELOAD", "")
+        and not os.environ.get("TRANSFERLAB_NO_TCMALLOC")
+    ):
         env = dict(os.environ, LD_PRELOAD=" ".join(filter(None, [TCMALLOC, os.environ.get("LD_PRELOAD")])))
         os.execve(sys.executable, [sys.executable, "-m", "transferlab", *sys.argv[1:]], env)
 
@@ -105,11 +108,20 @@ def cmd_compare(args) -> None:
     from .training import ExperimentConfig, compare
 
     config = ExperimentConfig(
-        dataset=args.dataset, root=args.root, backbone=args.backbone, per_class=args.per_class,
-        freeze_depth=args.freeze_depth, epochs=args.epochs, lr=args.lr, head_lr_mult=args.head_lr_mult,
-        batch_size=args.batch_size, image_size=args.size, augment=args.augment, seed=args.seed,
+        dataset=args.dataset,
+        root=args.root,
+        backbone=args.backbone,
+        per_class=args.per_class,
+        freeze_depth=args.freeze_depth,
+        epochs=args.epochs,
+        lr=args.lr,
+        head_lr_mult=args.head_lr_mult,
+        batch_size=args.batch_size,
+        image_size=args.size,
+        augment=args.augment,
+        seed=args.seed,
         device=args.device,
-    )  # fmt: skip
+    )
     result = compare(config, arms=args.arms.split(","), callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
     if args.json:
         rows = result.table.set_index("arm").to_dict(orient="index")
@@ -129,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import TransferlabError
 
     try:
-        {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict,
-         "compare": cmd_compare}[args.command](args)  # fmt: skip
+        {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict, "compare": cmd_compare}[
+            args.command
+        ](args)
     except TransferlabError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

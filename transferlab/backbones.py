@@ -206,9 +206,13 @@ def lite0_key_map(key: str) -> str:
         names = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
     else:  # inverted residual: pw expand -> bn1 -> dw -> bn2 -> pw project -> bn3
         names = {
-            "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-            "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
-        }  # fmt: skip
+            "_expand_conv": "conv_pw",
+            "_bn0": "bn1",
+            "_depthwise_conv": "conv_dw",
+            "_bn1": "bn2",
+            "_project_conv": "conv_pwl",
+            "_bn2": "bn3",
+        }
     return f"blocks.{stage}.{index}.{names[layer]}.{param}"
 
 
@@ -266,9 +270,12 @@ def _load_torchvision_weights(weights) -> dict[str, torch.Tensor]:
     path = torch_checkpoint_dir() / Path(weights.url).name
     try:
         return torch.hub.load_state_dict_from_url(
-            weights.url, model_dir=str(path.parent), map_location="cpu", weights_only=True,
+            weights.url,
+            model_dir=str(path.parent),
+            map_location="cpu",
+            weights_only=True,
             check_hash=True,
-        )  # fmt: skip
+        )
     except (urllib.error.URLError, OSError) as error:
         raise Unavailable(
             f"cannot download {weights.url} ({error}). Offline, copy {path.name} into {path.parent} "
@@ -315,8 +322,15 @@ def _resnet_blocks(net):
 
 def _mobilenet_blocks(net):
     f = net.features  # grouped by output resolution: each stage ends where the stride changes
-    groups = {"stem": [0], "stage1": [1], "stage2": [2, 3], "stage3": [4, 5, 6], "stage4": [7, 8],
-              "stage5": [9, 10, 11], "head_conv": [12]}  # fmt: skip
+    groups = {
+        "stem": [0],
+        "stage1": [1],
+        "stage2": [2, 3],
+        "stage3": [4, 5, 6],
+        "stage4": [7, 8],
+        "stage5": [9, 10, 11],
+        "head_conv": [12],
+    }
     blocks = OrderedDict((n, nn.Sequential(*(f[i] for i in idx))) for n, idx in groups.items())
     return blocks, f[12].out_channels, nn.Sequential(net.avgpool, nn.Flatten(), net.classifier)
 
@@ -342,10 +356,14 @@ LABNET_WEIGHTS = "labnet_fashion_mnist_0-4.pt"
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
-    )  # fmt: skip
+    )
 
 
 def labnet_blocks(widths: tuple[int, ...] = (32, 64, 128, 256)) -> OrderedDict[str, nn.Module]:

@@ -38,8 +38,18 @@ __all__ = [
 ]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -61,8 +71,10 @@ class ImageDataset:
 
     def __repr__(self) -> str:
         c, h, w = self.train_images.shape[1:]
-        return (f"ImageDataset({self.name!r}, {self.num_classes} classes, train {len(self.train_labels)}, "
-                f"test {len(self.test_labels)}, {c}x{h}x{w}, from {self.source})")  # fmt: skip
+        return (
+            f"ImageDataset({self.name!r}, {self.num_classes} classes, train {len(self.train_labels)}, "
+            f"test {len(self.test_labels)}, {c}x{h}x{w}, from {self.source})"
+        )
 
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -96,8 +108,15 @@ def select_classes(ds: ImageDataset, classes: list[int] | tuple[int, ...]) -> Im
     train_x, train_y = keep(ds.train_images, ds.train_labels)
     test_x, test_y = keep(ds.test_images, ds.test_labels)
     names = "+".join(str(c) for c in classes)
-    return replace(ds, name=f"{ds.name}[{names}]", classes=tuple(ds.classes[c] for c in classes),
-                   train_images=train_x, train_labels=train_y, test_images=test_x, test_labels=test_y)  # fmt: skip
+    return replace(
+        ds,
+        name=f"{ds.name}[{names}]",
+        classes=tuple(ds.classes[c] for c in classes),
+        train_images=train_x,
+        train_labels=train_y,
+        test_images=test_x,
+        test_labels=test_y,
+    )
 
 
 # --- turning uint8 images into model input, in batches ---------------------------------------
@@ -203,8 +222,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _fashion_files() -> dict[str, Path] | None:
-    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")  # fmt: skip
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     for folder in (data_dir() / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST):
         for suffix in ("", ".gz"):
             files = {s: folder / (s + suffix) for s in stems}
@@ -216,8 +234,10 @@ def _fashion_files() -> dict[str, Path] | None:
 def _fashion_missing() -> str | None:
     if _fashion_files():
         return None
-    return (f"not found in {DEBIAN_FASHION_MNIST} or {data_dir() / 'FashionMNIST'}: "
-            "`apt-get install dataset-fashion-mnist` (Debian), or run once online to download it")  # fmt: skip
+    return (
+        f"not found in {DEBIAN_FASHION_MNIST} or {data_dir() / 'FashionMNIST'}: "
+        "`apt-get install dataset-fashion-mnist` (Debian), or run once online to download it"
+    )
 
 
 @register_dataset(
@@ -324,14 +344,19 @@ def load_image_folder(root: str | Path, size: int = FOLDER_IMAGE_SIZE, name: str
         classes, images, labels = _read_class_folders(root, None, size)
         counts = torch.bincount(labels, minlength=len(classes))
         if len(classes) < 2 or counts.min() < 2:
-            raise ConfigError(f"{root}: need at least 2 classes with at least 2 images each; found "
-                              + ", ".join(f"{c}: {int(n)}" for c, n in zip(classes, counts)))  # fmt: skip
+            raise ConfigError(
+                f"{root}: need at least 2 classes with at least 2 images each; found "
+                + ", ".join(f"{c}: {int(n)}" for c, n in zip(classes, counts))
+            )
         train_x, train_y, test_x, test_y = _split_fixed(images, labels, max(1, int(counts.min()) // 5))
     return ImageDataset(name, classes, train_x, train_y, test_x, test_y, source=str(root))
 
 
-@register_dataset("image_folder", "your own photos: a folder with one sub-folder of images per class",
-                  lambda: "give the folder with --root (one sub-folder of images per class)")  # fmt: skip
+@register_dataset(
+    "image_folder",
+    "your own photos: a folder with one sub-folder of images per class",
+    lambda: "give the folder with --root (one sub-folder of images per class)",
+)
 def _image_folder(root: str | None) -> ImageDataset:
     if root is None:
         raise ConfigError("image_folder needs a folder: pass root=... (--root on the command line)")
@@ -388,8 +413,13 @@ def _register_online(name: str, description: str, build: Callable[[Path], ImageD
         ds = build(data_dir())
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp")  # write then rename: an interrupted save leaves no half file
-        torch.save({k: getattr(ds, k) for k in ("name", "classes", "train_images", "train_labels",
-                                                "test_images", "test_labels")}, tmp)  # fmt: skip
+        torch.save(
+            {
+                k: getattr(ds, k)
+                for k in ("name", "classes", "train_images", "train_labels", "test_images", "test_labels")
+            },
+            tmp,
+        )
         tmp.replace(cached)
         return ds
 
@@ -397,8 +427,10 @@ def _register_online(name: str, description: str, build: Callable[[Path], ImageD
 
 
 def _cifar10(root: Path) -> ImageDataset:
-    sets = [_download_torchvision("CIFAR10", lambda r, t=t: _tv("CIFAR10")(r, train=t, download=True))
-            for t in (True, False)]  # fmt: skip
+    sets = [
+        _download_torchvision("CIFAR10", lambda r, t=t: _tv("CIFAR10")(r, train=t, download=True))
+        for t in (True, False)
+    ]
     x = [torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous() for s in sets]
     y = [torch.tensor(s.targets) for s in sets]
     return ImageDataset("cifar10", tuple(sets[0].classes), x[0], y[0], x[1], y[1], source=str(root))
@@ -409,8 +441,13 @@ def _split_pair(cls_name: str, train_kw: dict, test_kw: dict, name: str, classes
         train = _download_torchvision(cls_name, lambda r: _tv(cls_name)(r, download=True, **train_kw))
         test = _download_torchvision(cls_name, lambda r: _tv(cls_name)(r, download=True, **test_kw))
         classes = tuple(getattr(train, classes_attr, None) or sorted(set(map(int, train._labels))))
-        return ImageDataset(name, tuple(map(str, classes)), *_pil_dataset_to_tensors(train),
-                            *_pil_dataset_to_tensors(test), source=str(root))  # fmt: skip
+        return ImageDataset(
+            name,
+            tuple(map(str, classes)),
+            *_pil_dataset_to_tensors(train),
+            *_pil_dataset_to_tensors(test),
+            source=str(root),
+        )
 
     return build
 
@@ -422,13 +459,19 @@ def _eurosat(root: Path) -> ImageDataset:
 
 
 _register_online("cifar10", "CIFAR-10: 60 000 32x32 photos, 10 classes (download)", _cifar10, "cifar-10-batches-py")
-_register_online("flowers102", "Oxford Flowers-102: 8 189 flower photos, 102 classes (download)",
-                 _split_pair("Flowers102", {"split": "train"}, {"split": "test"}, "flowers102", "classes"),
-                 "flowers-102")  # fmt: skip
+_register_online(
+    "flowers102",
+    "Oxford Flowers-102: 8 189 flower photos, 102 classes (download)",
+    _split_pair("Flowers102", {"split": "train"}, {"split": "test"}, "flowers102", "classes"),
+    "flowers-102",
+)
 _register_online("eurosat", "EuroSAT: 27 000 satellite photos, 10 land-use classes (download)", _eurosat, "eurosat")
-_register_online("oxford_pets", "Oxford-IIIT Pets: 7 349 photos, 37 breeds (download)",
-                 _split_pair("OxfordIIITPet", {"split": "trainval"}, {"split": "test"}, "oxford_pets", "classes"),
-                 "oxford-iiit-pet")  # fmt: skip
+_register_online(
+    "oxford_pets",
+    "Oxford-IIIT Pets: 7 349 photos, 37 breeds (download)",
+    _split_pair("OxfordIIITPet", {"split": "trainval"}, {"split": "test"}, "oxford_pets", "classes"),
+    "oxford-iiit-pet",
+)
 
 
 # --- a synthetic dataset for the test suite --------------------------------------------------
@@ -448,5 +491,6 @@ def _test_blobs() -> ImageDataset:
             images[i, :, r * 8 + 2 : r * 8 + 6, col * 8 + 2 : col * 8 + 6] += 150
         return images.clamp(0, 255).to(torch.uint8), labels
 
-    return ImageDataset("test_blobs", ("top-left", "top-right", "bottom-left", "bottom-right"),
-                        *make(40), *make(20), source="generated")  # fmt: skip
+    return ImageDataset(
+        "test_blobs", ("top-left", "top-right", "bottom-left", "bottom-right"), *make(40), *make(20), source="generated"
+    )

@@ -38,8 +38,11 @@ def freeze_to(model: BlockNet, k: int, freeze_bn_stats: bool = True) -> pd.DataF
 def trainable_summary(model: BlockNet) -> pd.DataFrame:
     """Parameters per block and the head, and whether each trains (a tidy table)."""
     rows = [
-        {"block": name, "parameters": sum(p.numel() for p in m.parameters()),
-         "trainable": any(p.requires_grad for p in m.parameters())}
+        {
+            "block": name,
+            "parameters": sum(p.numel() for p in m.parameters()),
+            "trainable": any(p.requires_grad for p in m.parameters()),
+        }
         for name, m in [*model.blocks.items(), ("head", model.head)]
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows)

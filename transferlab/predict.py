@@ -42,8 +42,9 @@ def as_image_tensor(image, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_imagenet(images, backbone: str = "efficientnet_lite0", topk: int = 5,
-                     size: int | None = None) -> list[list[tuple[str, float]]]:  # fmt: skip
+def predict_imagenet(
+    images, backbone: str = "efficientnet_lite0", topk: int = 5, size: int | None = None
+) -> list[list[tuple[str, float]]]:
     """Top-k ImageNet classes with probabilities for each image.
 
     Args:

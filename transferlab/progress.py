@@ -19,10 +19,14 @@ class Printer(Callback):
 
     def on_run_start(self, run: Run) -> None:
         s = run.summary
-        print(f"{run.arm.name:<9} {run.config.backbone}, freeze depth {run.k}/{run.model.spec.num_blocks}, "
-              f"{run.trainable_params:,} of {run.total_params:,} parameters train"
-              f"{', frozen prefix cached' if run.cached else ''}"
-              f" ({', '.join(s.block[~s.trainable]) or 'nothing frozen'})", file=self.stream, flush=True)  # fmt: skip
+        print(
+            f"{run.arm.name:<9} {run.config.backbone}, freeze depth {run.k}/{run.model.spec.num_blocks}, "
+            f"{run.trainable_params:,} of {run.total_params:,} parameters train"
+            f"{', frozen prefix cached' if run.cached else ''}"
+            f" ({', '.join(s.block[~s.trainable]) or 'nothing frozen'})",
+            file=self.stream,
+            flush=True,
+        )
 
     def on_record(self, run: Run, record: Record) -> None:
         if record.split == "train":
@@ -31,9 +35,11 @@ class Printer(Callback):
         width = len(str(run.config.epochs))
         if record.split == "eval":
             t = self._train[record.arm]
-            line = (f"{record.arm:<9} epoch {record.epoch:>{width}}/{run.config.epochs}  "
-                    f"train loss {t.loss:.3f} acc {t.accuracy:6.1%}  eval acc {record.accuracy:6.1%}  "
-                    f"{record.seconds:6.1f} s")  # fmt: skip
+            line = (
+                f"{record.arm:<9} epoch {record.epoch:>{width}}/{run.config.epochs}  "
+                f"train loss {t.loss:.3f} acc {t.accuracy:6.1%}  eval acc {record.accuracy:6.1%}  "
+                f"{record.seconds:6.1f} s"
+            )
         else:
             line = (
                 f"{record.arm:<9} test accuracy {record.accuracy:.1%} (loss {record.loss:.3f}) "
@@ -51,8 +57,9 @@ class TqdmProgress(Callback):
     def on_run_start(self, run: Run) -> None:
         from tqdm.auto import tqdm
 
-        self._bars[run.arm.name] = tqdm(total=run.total_steps, desc=run.arm.name, position=len(self._bars),
-                                        unit="batch", leave=True)  # fmt: skip
+        self._bars[run.arm.name] = tqdm(
+            total=run.total_steps, desc=run.arm.name, position=len(self._bars), unit="batch", leave=True
+        )
 
     def on_batch_end(self, run: Run) -> None:
         self._bars[run.arm.name].update(1)

@@ -102,9 +102,11 @@ class ExperimentConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.size >= 16, "image_size must be at least 16 pixels"),
             (self.augment_views >= 1, "augment_views must be at least 1"),
-            (0 <= self.freeze_depth <= spec.num_blocks,
-             f"freeze_depth must be 0..{spec.num_blocks} for {spec.name} ({', '.join(spec.blocks)})"),
-        ]  # fmt: skip
+            (
+                0 <= self.freeze_depth <= spec.num_blocks,
+                f"freeze_depth must be 0..{spec.num_blocks} for {spec.name} ({', '.join(spec.blocks)})",
+            ),
+        ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -271,8 +273,14 @@ def _cap(labels: torch.Tensor, per_class: int | None) -> int | None:
 class Run:
     """One arm trained once. Iterate `epochs()` to train; each step yields after an epoch."""
 
-    def __init__(self, config: ExperimentConfig, arm: Arm, data: ExperimentData, device: torch.device,
-                 callbacks: Sequence[Callback] = ()):  # fmt: skip
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        arm: Arm,
+        data: ExperimentData,
+        device: torch.device,
+        callbacks: Sequence[Callback] = (),
+    ):
         self.config, self.arm, self.data, self.device = config, arm, data, device
         self.callbacks = list(callbacks)
         self.k = arm.depth(config)
@@ -379,8 +387,16 @@ class Run:
     # -- the loop --
 
     def _emit(self, split: str, loss: float, accuracy: float) -> None:
-        record = Record(self.arm.name, self.epoch, self.step, split, float(loss), float(accuracy),
-                        self.images_seen, round(self.seconds, 4))  # fmt: skip
+        record = Record(
+            self.arm.name,
+            self.epoch,
+            self.step,
+            split,
+            float(loss),
+            float(accuracy),
+            self.images_seen,
+            round(self.seconds, 4),
+        )
         for cb in self.callbacks:
             cb.on_record(self, record)
 
@@ -453,13 +469,22 @@ class Run:
         """This run's line in a result table."""
         cfg = self.config
         return {
-            "arm": self.arm.name, "backbone": cfg.backbone, "dataset": cfg.dataset,
-            "per_class": cfg.per_class, "freeze_depth": self.k, "image_size": self.size,
-            "seed": cfg.seed, "epochs": self.epoch, "test_accuracy": self.test_accuracy,
-            "test_loss": self.test_loss, "seconds": round(self.seconds, 2),
-            "trainable_params": self.trainable_params, "total_params": self.total_params,
-            "cached_features": self.cached, "device": device_name(self.device),
-        }  # fmt: skip
+            "arm": self.arm.name,
+            "backbone": cfg.backbone,
+            "dataset": cfg.dataset,
+            "per_class": cfg.per_class,
+            "freeze_depth": self.k,
+            "image_size": self.size,
+            "seed": cfg.seed,
+            "epochs": self.epoch,
+            "test_accuracy": self.test_accuracy,
+            "test_loss": self.test_loss,
+            "seconds": round(self.seconds, 2),
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+            "cached_features": self.cached,
+            "device": device_name(self.device),
+        }
 
 
 # --- comparing arms --------------------------------------------------------------------------
@@ -492,13 +517,19 @@ class ComparisonResult:
         if len(t) == 1:
             return f"{t.arm[0]}: test accuracy {t.test_accuracy[0]:.1%} in {t.seconds[0]:.0f} s."
         a, b = t.iloc[0], t.iloc[1]
-        return (f"{a.arm} wins: {a.test_accuracy:.1%} vs {b.arm} {b.test_accuracy:.1%} "
-                f"(+{(a.test_accuracy - b.test_accuracy) * 100:.1f} points), "
-                f"{a.seconds:.0f} s vs {b.seconds:.0f} s.")  # fmt: skip
+        return (
+            f"{a.arm} wins: {a.test_accuracy:.1%} vs {b.arm} {b.test_accuracy:.1%} "
+            f"(+{(a.test_accuracy - b.test_accuracy) * 100:.1f} points), "
+            f"{a.seconds:.0f} s vs {b.seconds:.0f} s."
+        )
 
 
-def compare(config: ExperimentConfig, arms: Sequence[str | Arm] = ("finetune", "scratch"),
-            callbacks: Sequence[Callback] = (), stop: threading.Event | None = None) -> ComparisonResult:  # fmt: skip
+def compare(
+    config: ExperimentConfig,
+    arms: Sequence[str | Arm] = ("finetune", "scratch"),
+    callbacks: Sequence[Callback] = (),
+    stop: threading.Event | None = None,
+) -> ComparisonResult:
     """Train several arms on the same data, interleaved epoch by epoch.
 
     Args:

@@ -1,0 +1,59 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from transferlab import compare, plots
+
+
+@pytest.fixture(scope="module")
+def result():
+    from transferlab import ExperimentConfig
+
+    return compare(
+        ExperimentConfig(
+            dataset="test_blobs",
+            backbone="test_tiny",
+            per_class=8,
+            freeze_depth=1,
+            epochs=3,
+            batch_size=8,
+            test_per_class=None,
+            eval_per_class=5,
+        )
+    )
+
+
+def test_learning_curves_have_a_trace_per_arm_with_every_epoch(result):
+    fig = plots.learning_curves(result.history, x="images_seen")
+    curves = {t.name: t for t in fig.data if "full test" not in t.name}
+    assert set(curves) == {"finetune", "scratch"}
+    assert all(len(t.x) == 3 for t in curves.values())
+    assert list(curves["scratch"].x) == [32, 64, 96]
+    assert fig.layout.xaxis.title.text == "images seen"
+
+
+def test_confusion_matrix_counts_match_a_hand_count():
+    fig = plots.confusion_matrix(torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 1, 1, 1, 0]), ["a", "b"])
+    assert np.array_equal(fig.data[0].text, [[1, 1], [1, 2]])
+    assert np.allclose(fig.data[0].z, [[0.5, 0.5], [1 / 3, 2 / 3]])
+
+
+def test_freeze_diagram_marks_frozen_blocks(result):
+    fig = plots.freeze_diagram(result.runs["finetune"].summary)
+    assert list(fig.data[0].text) == ["frozen", "trained", "trained", "trained"]
+
+
+def test_transfer_map_averages_seeds_into_a_grid():
+    table = pd.DataFrame({"freeze_depth": [0, 0, 0, 2], "per_class": [1, 1, 10, 10], "gap": [0.1, 0.3, 0.2, -0.1]})
+    fig = plots.transfer_map(table)
+    z = np.array(fig.data[0].z, dtype=float)
+    assert z.shape == (2, 2) and z[0, 0] == pytest.approx(0.2) and np.isnan(z[1, 0])
+
+
+def test_per_class_accuracy_and_image_grid(result):
+    preds = {a: r.test_predictions for a, r in result.runs.items()}
+    fig = plots.per_class_accuracy(result.data.test_labels, preds, result.data.dataset.classes)
+    assert [t.name for t in fig.data] == ["finetune", "scratch"] and len(fig.data[0].y) == 4
+    grid = plots.image_grid(result.data.test_images[:7], [str(i) for i in range(7)], columns=3)
+    assert len(grid.data) == 7

@@ -1,0 +1,295 @@
+"""Every figure the kit shows: pure functions from data to a Plotly `Figure`.
+
+The notebook cell ends with `fig`; the dashboard calls `st.plotly_chart(fig)`. Neither draws
+its own charts, so a lesson and the dashboard always show the same picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "ARM_COLOURS",
+    "accuracy_against",
+    "confusion_matrix",
+    "embedding_scatter",
+    "first_layer_filters",
+    "freeze_diagram",
+    "image_grid",
+    "learning_curves",
+    "per_class_accuracy",
+    "prediction_bars",
+    "transfer_map",
+]
+
+# Fixed colours per arm, so "finetune" is the same blue in every lesson and on the dashboard.
+ARM_COLOURS = {
+    "finetune": "#1f77b4",
+    "scratch": "#d62728",
+    "probe": "#2ca02c",
+    "pixels": "#7f7f7f",
+    "source": "#9467bd",
+    "centroid": "#ff7f0e",
+}
+AXIS_TITLES = {
+    "epoch": "epoch",
+    "seconds": "seconds of training",
+    "images_seen": "images seen",
+    "accuracy": "test accuracy",
+    "loss": "test loss",
+    "per_class": "images per class",
+    "freeze_depth": "freeze depth k (blocks frozen)",
+}
+LAYOUT = dict(template="plotly_white", font=dict(size=15), margin=dict(l=60, r=20, t=60, b=50))
+
+
+def _colour(arm: str, i: int) -> str:
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+    return ARM_COLOURS.get(arm, palette[i % len(palette)])
+
+
+def learning_curves(
+    history: pd.DataFrame, x: str = "epoch", metric: str = "accuracy", title: str | None = None
+) -> go.Figure:
+    """Per-epoch test curves of every arm (the `eval` records), and the final test point.
+
+    Args:
+        history: records as a table (`ComparisonResult.history` or `History().frame()`).
+        x: "epoch", "seconds" or "images_seen".
+        metric: "accuracy" or "loss".
+    """
+    fig = go.Figure()
+    for i, (arm, rows) in enumerate(history.groupby("arm", sort=False)):
+        colour = _colour(arm, i)
+        curve = rows[rows.split == "eval"]
+        fig.add_trace(
+            go.Scatter(
+                x=curve[x],
+                y=curve[metric],
+                mode="lines+markers",
+                name=arm,
+                line=dict(color=colour, width=3),
+                legendgroup=arm,
+            )
+        )
+        final = rows[rows.split == "test"]
+        if len(final):
+            fig.add_trace(
+                go.Scatter(
+                    x=final[x],
+                    y=final[metric],
+                    mode="markers",
+                    name=f"{arm} (full test)",
+                    marker=dict(color=colour, size=14, symbol="star"),
+                    legendgroup=arm,
+                )
+            )
+    fig.update_layout(
+        title=title or f"Test {metric} during training",
+        xaxis_title=AXIS_TITLES.get(x, x),
+        yaxis_title=AXIS_TITLES.get(metric, metric),
+        **LAYOUT,
+    )
+    if metric == "accuracy":
+        fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
+def freeze_diagram(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """One bar per block (and the head), width by parameters: grey frozen, blue trained."""
+    trained = summary.trainable
+    share = summary.loc[trained, "parameters"].sum() / max(1, summary.parameters.sum())
+    fig = go.Figure(
+        go.Bar(
+            x=summary.block,
+            y=summary.parameters,
+            marker_color=np.where(trained, "#1f77b4", "#bdbdbd"),
+            text=np.where(trained, "trained", "frozen"),
+            textposition="outside",
+            hovertemplate="%{x}: %{y:,} parameters, %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or f"{share:.0%} of parameters train", yaxis_title="parameters", showlegend=False, **LAYOUT
+    )
+    return fig
+
+
+def confusion_matrix(
+    labels: torch.Tensor | np.ndarray,
+    predictions: torch.Tensor | np.ndarray,
+    classes: Sequence[str],
+    title: str = "Confusion matrix",
+) -> go.Figure:
+    """Rows: true class; columns: predicted class; each row as fractions of that class."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    k = len(classes)
+    counts = np.bincount(labels * k + predictions, minlength=k * k).reshape(k, k)
+    frac = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=frac,
+            x=list(classes),
+            y=list(classes),
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            text=counts,
+            texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", **LAYOUT)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def per_class_accuracy(
+    labels: torch.Tensor,
+    predictions: dict[str, torch.Tensor],
+    classes: Sequence[str],
+    title: str = "Accuracy per class",
+) -> go.Figure:
+    """Grouped bars: each arm's test accuracy on each class."""
+    labels = np.asarray(labels)
+    fig = go.Figure()
+    for i, (arm, preds) in enumerate(predictions.items()):
+        preds = np.asarray(preds)
+        acc = [float((preds[labels == c] == c).mean()) for c in range(len(classes))]
+        fig.add_trace(go.Bar(x=list(classes), y=acc, name=arm, marker_color=_colour(arm, i)))
+    fig.update_layout(title=title, barmode="group", yaxis_title="accuracy", **LAYOUT)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
+def image_grid(images: torch.Tensor, captions: Sequence[str], columns: int = 6, title: str = "") -> go.Figure:
+    """uint8 images (N, C, H, W) in a grid, each with its caption."""
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig = make_subplots(
+        rows=rows, cols=columns, subplot_titles=list(captions), horizontal_spacing=0.01, vertical_spacing=0.12
+    )
+    for i, img in enumerate(images):
+        img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
+        fig.add_trace(go.Image(z=img.permute(1, 2, 0).cpu().numpy()), row=i // columns + 1, col=i % columns + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(title=title, height=60 + 170 * rows, **{**LAYOUT, "margin": dict(l=10, r=10, t=70, b=10)})
+    return fig
+
+
+def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minus scratch") -> go.Figure:
+    """Heatmap of the fine-tune-minus-scratch gap over freeze depth x images per class.
+
+    `table` has columns freeze_depth, per_class and gap (averaged over seeds when repeated).
+    """
+    grid = table.groupby(["freeze_depth", "per_class"]).gap.mean().unstack("per_class")
+    limit = float(np.nanmax(np.abs(grid.values))) or 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.values,
+            x=[str(c) for c in grid.columns],
+            y=grid.index,
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu",
+            colorbar_title="gap",
+            text=np.vectorize(lambda v: f"{v * 100:+.0f}")(grid.values),
+            texttemplate="%{text}",
+        )
+    )
+    fig.update_layout(
+        title=title, xaxis_title=AXIS_TITLES["per_class"], yaxis_title=AXIS_TITLES["freeze_depth"], **LAYOUT
+    )
+    return fig
+
+
+def accuracy_against(
+    table: pd.DataFrame,
+    x: str,
+    y: str = "test_accuracy",
+    colour: str = "arm",
+    log_x: bool = False,
+    title: str | None = None,
+) -> go.Figure:
+    """Lines of `y` against `x`, one per value of `colour`; mean and min-max band over seeds."""
+    fig = go.Figure()
+    for i, (name, rows) in enumerate(table.groupby(colour, sort=False)):
+        stats = rows.groupby(x)[y].agg(["mean", "min", "max"]).reset_index()
+        c = _colour(str(name), i)
+        fig.add_trace(
+            go.Scatter(
+                x=stats[x],
+                y=stats["mean"],
+                mode="lines+markers",
+                name=str(name),
+                line=dict(color=c, width=3),
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=stats["max"] - stats["mean"],
+                    arrayminus=stats["mean"] - stats["min"],
+                    visible=len(rows) > len(stats),
+                ),
+            )
+        )
+    fig.update_layout(
+        title=title or f"{AXIS_TITLES.get(y, y)} against {AXIS_TITLES.get(x, x)}",
+        xaxis_title=AXIS_TITLES.get(x, x),
+        yaxis_title=AXIS_TITLES.get(y, y),
+        **LAYOUT,
+    )
+    if log_x:
+        fig.update_xaxes(type="log")
+    if "accuracy" in y:
+        fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def prediction_bars(top: Sequence[tuple[str, float]], title: str = "") -> go.Figure:
+    """Horizontal bars of (class name, probability), best at the top."""
+    names, probs = zip(*top)
+    fig = go.Figure(
+        go.Bar(
+            x=list(probs),
+            y=list(names),
+            orientation="h",
+            marker_color="#1f77b4",
+            text=[f"{p:.1%}" for p in probs],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(title=title, xaxis=dict(range=[0, 1], tickformat=".0%"), height=300, **LAYOUT)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def first_layer_filters(weight: torch.Tensor, columns: int = 8, title: str = "First-layer filters") -> go.Figure:
+    """Conv filters (O, 3, k, k) as small RGB images, each scaled to its own range."""
+    w = weight.detach().float().cpu()
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    hi = w.amax(dim=(1, 2, 3), keepdim=True)
+    images = ((w - lo) / (hi - lo + 1e-8) * 255).to(torch.uint8)
+    return image_grid(images, [""] * len(images), columns=columns, title=title)
+
+
+def embedding_scatter(points: np.ndarray, labels: np.ndarray, classes: Sequence[str], title: str = "") -> go.Figure:
+    """A 2-D map of images (PCA or t-SNE of their features), coloured by class."""
+    fig = go.Figure()
+    for c, name in enumerate(classes):
+        mask = np.asarray(labels) == c
+        fig.add_trace(
+            go.Scattergl(
+                x=points[mask, 0], y=points[mask, 1], mode="markers", name=name, marker=dict(size=6, opacity=0.7)
+            )
+        )
+    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **LAYOUT)
+    return fig
