@@ -267,6 +267,15 @@ def _cap(labels: torch.Tensor, per_class: int | None) -> int | None:
     return per_class if int(torch.bincount(labels).min()) >= per_class else None
 
 
+# Batch size for the frozen prefix and for evaluation: no gradients, so larger than training
+# batches, but small enough that activations stay well under the 2 GB the default run may use.
+EVAL_BATCH = 128
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 # --- one run ---------------------------------------------------------------------------------
 
 
@@ -287,8 +296,9 @@ class Run:
         self.model = self._build_model()
         self.summary = freeze_to(self.model, self.k, config.freeze_bn_stats)
         self.amp = device.type == "cuda"  # bf16 autocast: tensor cores, half the activation memory
-        if self.amp:
-            self.model.to(memory_format=torch.channels_last)
+        # channels_last suits oneDNN's CPU convolutions as well as cuDNN's: measured here,
+        # 1.5x faster training at k = 0 and 2x for the suffix at k = 4 (EfficientNet-Lite0, 64 px).
+        self.model.to(memory_format=torch.channels_last)
         spec = self.model.spec
         self.mean, self.std, self.size = spec.mean, spec.std, config.size
         n = len(data.train_labels)
@@ -348,15 +358,13 @@ class Run:
         x = to_model_input(images, self.size, self.mean, self.std)
         if augment:
             x = augment_batch(x, self.augment_rng)
-        if self.amp:
-            x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            return self.model.forward_blocks(x, 0, self.k)
+            return self.model.forward_blocks(_channels_last(x), 0, self.k)
 
     def _prefix_all(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
         was_training = self.model.training
         self.model.eval()
-        bs = 256
+        bs = EVAL_BATCH
         out = torch.cat([self._prefix(images[i : i + bs], augment) for i in range(0, len(images), bs)])
         self.model.train(was_training)
         return out
@@ -382,7 +390,7 @@ class Run:
         for b in range(self.batches_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x = feats[idx] if self.cached else self._prefix(data.train_images[idx], augment=cfg.augment)
-            yield x, data.train_labels[idx]
+            yield _channels_last(x), data.train_labels[idx]
 
     # -- the loop --
 
@@ -410,11 +418,11 @@ class Run:
             feats = feats if rows is None else feats[rows]
         images = data.test_images if rows is None else data.test_images[rows]
         labels = data.test_labels if rows is None else data.test_labels[rows]
-        losses, preds, bs = [], [], 256
+        losses, preds, bs = [], [], EVAL_BATCH
         for i in range(0, len(labels), bs):
             x = feats[i : i + bs] if self.cached else self._prefix(images[i : i + bs])
             with self._autocast():
-                logits = self.model(x, start=self.k).float()
+                logits = self.model(_channels_last(x), start=self.k).float()
             losses.append(F.cross_entropy(logits, labels[i : i + bs], reduction="sum"))
             preds.append(logits.argmax(1))
         self.model.train()

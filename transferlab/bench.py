@@ -1,0 +1,265 @@
+"""`make bench`: where transferlab's speed comes from, measured against the tutorial loop.
+
+    python -m transferlab.bench [--repeats 3] [--per-class 10] [--epochs 15] [--out bench.json]
+
+Side by side, on the same model (ImageNet EfficientNet-Lite0), data (Fashion-MNIST, n images
+per class, the fixed 2 000-image test split), epochs, optimiser and device:
+
+- **reference**: the loop of PyTorch's transfer-learning tutorial: a Dataset of PIL images with
+  torchvision transforms, a DataLoader, the full forward pass every batch (frozen blocks only
+  have `requires_grad=False`), and the full test split evaluated every epoch;
+- **transferlab**: `compare(config, arms=["finetune"])`: the frozen prefix computed once,
+  tensors resized in batches, channels_last, per-epoch curves on a fixed 500-image part of the
+  test split, the full test split at the end;
+
+at freeze depth k = 0, half the blocks and all blocks. Then the dashboard's default comparison
+(both arms): seconds to the first plotted point and to the verdict, and peak memory. On a GPU,
+training throughput at 224 px next to timm's published RTX 3090 figures.
+
+Every case runs in its own process, so peak resident memory is that case's own. Figures are
+medians over `--repeats` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+
+import torch
+
+# timm's benchmark (RTX 3090, AMP, channels_last, batch 256, 224 px), training images/s.
+TIMM_RTX3090_TRAIN = {"resnet18": 3482, "efficientnet_lite0": 2079}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _config(args, k: int):
+    from .training import ExperimentConfig
+
+    return ExperimentConfig(per_class=args.per_class, epochs=args.epochs, freeze_depth=k, seed=0, device=args.device)
+
+
+# --- the two loops -------------------------------------------------------------------------
+
+
+def run_reference(config) -> dict:
+    """The PyTorch-tutorial way: PIL images, transforms per sample, full forward, full test eval."""
+    import torch.nn.functional as F
+    import torchvision.transforms as T
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+
+    from .backbones import create_backbone, get_spec
+    from .freezing import freeze_to
+    from .training import pick_device, prepare_data
+
+    device = pick_device(config.device)
+    data = prepare_data(config, torch.device("cpu"))
+    spec = get_spec(config.backbone)
+    started = time.perf_counter()
+
+    class PILDataset(Dataset):
+        def __init__(self, images, labels, transform):
+            self.images = [Image.fromarray(im[0].numpy()) for im in images]
+            self.labels = labels.tolist()
+            self.transform = transform
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            return self.transform(self.images[i]), self.labels[i]
+
+    transform = T.Compose([T.Resize(config.size), T.Grayscale(3), T.ToTensor(), T.Normalize(spec.mean, spec.std)])
+    train = DataLoader(PILDataset(data.train_images, data.train_labels, transform), config.batch_size, shuffle=True)
+    test = DataLoader(PILDataset(data.test_images, data.test_labels, transform), 256)
+    torch.manual_seed(config.seed)
+    model = create_backbone(config.backbone, data.dataset.num_classes, pretrained=True).to(device)
+    freeze_to(model, config.freeze_depth)  # same freezing semantics, so both loops learn the same thing
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    total = config.epochs * len(train)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    for _ in range(config.epochs):
+        model.train()
+        for x, y in train:
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in test:
+                correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
+        accuracy = correct / len(test.dataset)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "test_accuracy": accuracy, "train_images": len(train.dataset) * config.epochs}
+
+
+def run_transferlab(config) -> dict:
+    from .datasets import load_dataset
+    from .training import compare
+
+    load_dataset(config.dataset)  # reading the files is not what is compared: both loops start after it
+    started = time.perf_counter()
+    result = compare(config, arms=["finetune"])
+    seconds = time.perf_counter() - started
+    images = result.runs["finetune"].images_seen
+    return {"seconds": seconds, "test_accuracy": result.accuracy("finetune"), "train_images": images}
+
+
+def run_dashboard_default(config) -> dict:
+    """The dashboard's default comparison (both arms): when the first point and the verdict come."""
+    from .datasets import load_dataset
+    from .training import Callback, compare
+
+    started = time.perf_counter()
+    firsts: dict[str, float] = {}
+
+    class FirstPoint(Callback):
+        def on_record(self, run, record):
+            if record.split == "eval":
+                firsts.setdefault(record.arm, time.perf_counter() - started)
+
+    load_dataset(config.dataset)
+    result = compare(config, callbacks=[FirstPoint()])
+    return {
+        "first_point_s": max(firsts.values()),
+        "verdict_s": time.perf_counter() - started,
+        "finetune_accuracy": result.accuracy("finetune"),
+        "scratch_accuracy": result.accuracy("scratch"),
+    }
+
+
+def run_gpu_throughput(backbone: str, steps: int = 30, batch: int = 256) -> dict:
+    """Training images/s at 224 px on CUDA: bf16 autocast, channels_last, synthetic batches."""
+    import torch.nn.functional as F
+
+    from .backbones import create_backbone
+
+    model = create_backbone(backbone, 1000, pretrained=False).cuda().to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (batch,), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    return {"images_per_s": steps * batch / (time.perf_counter() - started)}
+
+
+# --- orchestration: one process per case ----------------------------------------------------
+
+
+def _child(case: str, args, k: int | None = None) -> dict:
+    argv = [sys.executable, "-m", "transferlab.bench", "--child", case, "--per-class", str(args.per_class)]
+    argv += ["--epochs", str(args.epochs), "--device", args.device]
+    if k is not None:
+        argv += ["--freeze-depth", str(k)]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench case {case} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m transferlab.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--per-class", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="bench.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--freeze-depth", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:  # inside one case's own process
+        if args.child.startswith("gpu:"):
+            figures = run_gpu_throughput(args.child[4:])
+        else:
+            config = _config(args, args.freeze_depth if args.freeze_depth is not None else 4)
+            cases = {"reference": run_reference, "transferlab": run_transferlab, "dashboard": run_dashboard_default}
+            figures = cases[args.child](config)
+        figures = {k: float(v) for k, v in figures.items()}
+        figures["peak_rss_mb"] = _peak_rss_mb()
+        print(json.dumps(figures))
+        return 0
+
+    from .backbones import get_spec
+    from .training import device_name, pick_device
+
+    device = pick_device(args.device)
+    n = get_spec("efficientnet_lite0").num_blocks
+    config = asdict(replace(_config(args, 0), freeze_depth=-1))
+    report = {"device": device_name(device), "torch": torch.__version__, "repeats": args.repeats, "config": config}
+    report.update(loops=[], dashboard=None, gpu=[])
+    print(
+        f"transferlab bench on {report['device']}: EfficientNet-Lite0 (ImageNet), Fashion-MNIST, "
+        f"{args.per_class} images/class, {args.epochs} epochs, 2 000 test images, medians of {args.repeats}\n"
+    )
+    header = f"{'k':>2} {'loop':<12} {'img/s':>8} {'wall s':>8} {'test acc':>9} {'peak MB':>8} {'speed-up':>9}"
+    print(header)
+    for k in (0, n // 2, n):
+        rows = {}
+        for loop in ("reference", "transferlab"):
+            runs = [_child(loop, args, k) for _ in range(args.repeats)]
+            m = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            m["images_per_s"] = m["train_images"] / m["seconds"]
+            rows[loop] = m
+        speedup = rows["reference"]["seconds"] / rows["transferlab"]["seconds"]
+        for loop, m in rows.items():
+            ratio = f"{speedup:8.1f}x" if loop == "transferlab" else ""
+            print(
+                f"{k:>2} {loop:<12} {m['images_per_s']:8.0f} {m['seconds']:8.1f} {m['test_accuracy']:9.3f} "
+                f"{m['peak_rss_mb']:8.0f} {ratio:>9}"
+            )
+            report["loops"].append({"freeze_depth": k, "loop": loop, **m, "speedup": speedup})
+
+    runs = [_child("dashboard", args) for _ in range(args.repeats)]
+    dash = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    report["dashboard"] = dash
+    print(
+        f"\ndashboard default (both arms, k=4): first points after {dash['first_point_s']:.1f} s, "
+        f"verdict after {dash['verdict_s']:.1f} s, peak memory {dash['peak_rss_mb']:.0f} MB; "
+        f"finetune {dash['finetune_accuracy']:.3f} vs scratch {dash['scratch_accuracy']:.3f}"
+    )
+
+    if device.type == "cuda":
+        print(f"\n{'backbone':<20} {'train img/s, 224 px':>20} {'timm RTX 3090':>14} {'ratio':>6}")
+        for backbone, published in TIMM_RTX3090_TRAIN.items():
+            g = _child(f"gpu:{backbone}", args)
+            report["gpu"].append({"backbone": backbone, **g, "timm_rtx3090": published})
+            print(f"{backbone:<20} {g['images_per_s']:20.0f} {published:14d} {g['images_per_s'] / published:6.2f}")
+    else:
+        print("\nno CUDA GPU here: the GPU throughput comparison is skipped")
+
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
