@@ -1,0 +1,243 @@
+"""The dashboard, headless (Streamlit's AppTest): its controls, its checks, and whole runs on the tiny entries.
+
+Training happens in the job queue's worker thread, so a test clicks Run, then waits on the job
+and re-runs the script until the page shows the finished state (AppTest sees one script run at a
+time, never the live updates: the browser test covers those).
+"""
+
+import base64
+import json
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from transferlab import backbone_status, list_backbones
+from transferlab.jobs import RUNNING, STOPPED
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+SCRIPT_TIMEOUT = 60  # seconds per script run: the first one imports torch and builds EfficientNet
+
+
+@pytest.fixture
+def app(monkeypatch) -> AppTest:
+    monkeypatch.setenv("TRANSFERLAB_SHOW_TEST_ENTRIES", "1")
+    at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT).run()
+    assert not at.exception
+    return at
+
+
+def use_tiny(at: AppTest, **sliders) -> AppTest:
+    """The tiny backbone on the synthetic blobs: a whole comparison in about a second."""
+    at.selectbox(key="backbone").set_value("test_tiny").run()
+    at.selectbox(key="dataset").set_value("test_blobs").run()
+    for key, value in sliders.items():
+        widget = at.select_slider(key=key) if key != "epochs" else at.slider(key=key)
+        widget.set_value(value).run()
+    assert not at.exception and not at.error
+    return at
+
+
+def run_to_the_end(at: AppTest, timeout: float = 120):
+    """Press Run, then re-run the script until the job is over; returns the job."""
+    at.button(key="run").click().run()
+    job = at.session_state["jobs"][-1]
+    assert job.wait(timeout), f"job still {job.status} after {timeout} s"
+    at.run()
+    assert not at.exception
+    return job
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The Plotly figure of the chart with this key, from the element's JSON spec."""
+    for element in at.get("plotly_chart"):
+        if element.key == key:
+            return json.loads(element.proto.spec)
+    raise AssertionError(f"no chart {key!r}; charts: {[e.key for e in at.get('plotly_chart')]}")
+
+
+def points(values) -> int:
+    if isinstance(values, dict):  # Plotly's typed-array encoding: {"dtype": "f8", "bdata": base64}
+        return len(base64.b64decode(values["bdata"])) // np.dtype(values["dtype"]).itemsize
+    return len(values)
+
+
+def text(at: AppTest) -> str:
+    return "\n".join(str(m.value) for m in at.markdown)
+
+
+def test_the_page_opens_on_the_real_default(app):
+    assert app.selectbox(key="backbone").value == "efficientnet_lite0"
+    assert app.selectbox(key="dataset").value == "fashion_mnist"
+    freeze = app.select_slider(key="freeze-efficientnet_lite0")
+    assert freeze.value == 4 and freeze.options[0] == "0: nothing frozen" and freeze.options[4] == "4: up to stage3"
+    assert freeze.options[-1] == "9: all frozen (probe)"
+    assert app.select_slider(key="per_class").options == [
+        str(s) for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    ] + ["all"]
+    assert "98% of the parameters train" in text(app)
+    diagram = chart(app, "freeze-diagram")["data"][0]
+    assert diagram["text"] == ["frozen"] * 4 + ["trained"] * 6  # 9 blocks and the head
+    assert not app.error and not app.button(key="run").disabled
+    assert "100 training images per arm x 15 epochs; 2,000 test images." in app.caption.values
+
+
+def test_the_freeze_slider_redraws_the_share_and_the_picture(app):
+    use_tiny(app)
+    slider = app.select_slider(key="freeze-test_tiny")
+    assert slider.options == ["0: nothing frozen", "1: up to block1", "2: up to block2", "3: all frozen (probe)"]
+    slider.set_value(0).run()
+    assert "100% of the parameters train" in text(app)
+    assert set(chart(app, "freeze-diagram")["data"][0]["text"]) == {"trained"}
+    app.select_slider(key="freeze-test_tiny").set_value(2).run()
+    assert chart(app, "freeze-diagram")["data"][0]["text"] == ["frozen", "frozen", "trained", "trained"]
+    assert "Frozen: block1, block2" in text(app)
+
+
+def test_more_images_per_class_than_the_dataset_has_is_an_error_not_a_traceback(app):
+    use_tiny(app)
+    app.select_slider(key="per_class").set_value(50).run()  # test_blobs has 40 per class
+    assert not app.exception
+    assert any(
+        "only 40 training images" in e.value and "choose 20 images per class or fewer" in e.value for e in app.error
+    )
+    assert app.button(key="run").disabled
+    app.select_slider(key="per_class").set_value("all").run()
+    assert not app.error and not app.button(key="run").disabled
+
+
+def test_an_unavailable_backbone_is_listed_marked_and_explained(app):
+    missing = [name for name in list_backbones() if not backbone_status(name)[0]]
+    if not missing:
+        pytest.skip("every backbone's weights are on this machine")
+    box = app.selectbox(key="backbone")
+    assert f"{missing[0]} (not available here)" in box.options
+    box.set_value(missing[0]).run()
+    assert not app.exception
+    assert any(f"The {missing[0]} weights are not available here" in e.value for e in app.error)
+    assert app.button(key="run").disabled
+
+
+def test_image_folder_asks_for_a_folder_and_checks_it(app, tmp_path):
+    app.selectbox(key="dataset").set_value("image_folder").run()
+    assert any("Type the path of a folder" in e.value for e in app.error) and app.button(key="run").disabled
+    app.text_input(key="root").input(str(tmp_path / "nowhere")).run()
+    assert any("is not a folder here" in e.value for e in app.error)
+    for c, colour in enumerate([(200, 30, 30), (30, 30, 200)]):
+        (tmp_path / f"class{c}").mkdir()
+        for i in range(5):
+            Image.new("RGB", (40, 40), tuple(v + 5 * i for v in colour)).save(tmp_path / f"class{c}" / f"{i}.png")
+    app.text_input(key="root").input(str(tmp_path)).run()
+    assert any("only 4 training images" in e.value for e in app.error)  # 10 per class asked, 4 there
+    app.select_slider(key="per_class").set_value(2).run()
+    assert not app.error and not app.button(key="run").disabled
+
+
+def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
+    use_tiny(app, epochs=4)
+    job = run_to_the_end(app)
+    assert job.status == "done"
+    accuracy = chart(app, f"job{job.id}-accuracy")
+    curves = {t["name"]: points(t["x"]) for t in accuracy["data"]}
+    assert curves["finetune"] == 4 and curves["scratch"] == 4  # a point per epoch for both arms
+    assert curves["finetune (full test)"] == 1 and curves["scratch (full test)"] == 1
+    assert chart(app, f"job{job.id}-loss")["layout"]["yaxis"]["title"]["text"] == "test loss"
+    assert any("wins:" in s.value for s in app.success)
+    assert app.success[0].value == "### " + job.result.verdict()
+    # The details: per-class accuracy, a confusion matrix and the mistakes of each arm.
+    assert [t["name"] for t in chart(app, f"job{job.id}-per-class")["data"]] == ["finetune", "scratch"]
+    assert chart(app, f"job{job.id}-confusion-scratch")["data"][0]["type"] == "heatmap"
+    mistakes = chart(app, f"job{job.id}-mistakes-finetune")["layout"]["title"]["text"]
+    assert mistakes == "finetune: test images it gets wrong"
+    # The switch to seconds redraws the axis; the Run button is back.
+    app.segmented_control(key="x_axis").set_value("seconds").run()
+    assert chart(app, f"job{job.id}-accuracy")["layout"]["xaxis"]["title"]["text"] == "seconds of training"
+    assert not app.button(key="run").disabled
+    history = app.dataframe[0].value
+    assert len(history) == 1 and history.loc[0, "k"] == 3 and history.loc[0, "status"] == "done"
+
+
+def test_history_keeps_each_run_and_overlays_the_chosen_ones(app):
+    use_tiny(app, epochs=3)
+    for k in (0, 2):
+        app.select_slider(key="freeze-test_tiny").set_value(k).run()
+        run_to_the_end(app)
+    history = app.dataframe[0].value
+    assert history.k.tolist() == [0, 2] and history.run.tolist() == [1, 2]
+    overlay = app.multiselect(key="overlay")
+    assert overlay.value == ["#1 k=0 n=10", "#2 k=2 n=10"]
+    names = [t["name"] for t in chart(app, "overlay-chart")["data"]]
+    assert names == ["#1 k=0 n=10 finetune", "#1 k=0 n=10 scratch", "#2 k=2 n=10 finetune", "#2 k=2 n=10 scratch"]
+    overlay.set_value(["#2 k=2 n=10"]).run()
+    assert len(chart(app, "overlay-chart")["data"]) == 2
+
+
+def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app, tiny):
+    use_tiny(app, epochs=2)
+    queue = run_to_the_end(app)._queue  # the server's one queue (st.cache_resource)
+    # Another session's long job holds the device...
+    other = queue.submit(replace(tiny, epochs=100_000), owner="another session")
+    try:
+        assert not other.wait(0.2)
+        app.button(key="run").click().run()
+        mine = app.session_state["jobs"][-1]
+        assert mine.status == "queued" and mine.position == 1 and other.status == RUNNING
+        assert any("1 job ahead of yours" in i.value for i in app.info)
+        # ...which this session never sees: its history has only its own runs.
+        assert other not in app.session_state["jobs"]
+        app.button(key=f"stop-{mine.id}").click().run()
+        assert mine.status == STOPPED and mine.started is None
+        assert any("Stopped before it started" in w.value for w in app.warning)
+        assert app.dataframe[0].value.status.tolist() == ["done", "stopped"]
+    finally:
+        other.stop()
+        assert other.wait(30)
+
+
+def test_a_gpu_gets_bigger_defaults(monkeypatch):
+    """On a GPU the page starts at 200 images per class and 224 px (CI has none: pretend)."""
+    import transferlab
+    import transferlab.training
+
+    monkeypatch.setattr(transferlab, "pick_device", lambda name="auto": torch.device("cuda"))
+    monkeypatch.setattr(transferlab.training, "device_name", lambda device: "NVIDIA Pretend GPU")
+    at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT).run()
+    assert not at.exception
+    assert at.select_slider(key="per_class").value == 200
+    assert at.select_slider(key="size-efficientnet_lite0").value == 224
+    assert any("NVIDIA Pretend GPU" in c for c in at.caption.values)
+
+
+def test_stop_ends_a_running_job_and_the_page_says_so(app, monkeypatch):
+    use_tiny(app, epochs=3)
+    queue = run_to_the_end(app)._queue
+    # Hold the next job at its start, so that Stop is pressed while it is surely running.
+    gate, compare = threading.Event(), queue.runner
+
+    def held(config, arms, callbacks, stop):
+        gate.wait(30)
+        return compare(config, arms, callbacks=callbacks, stop=stop)
+
+    monkeypatch.setattr(queue, "runner", held)
+    try:
+        app.button(key="run").click().run()
+        job = app.session_state["jobs"][-1]
+        deadline = time.monotonic() + 30
+        while job.status != RUNNING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        app.run()
+        assert app.button(key="run").disabled  # one job at a time per session
+        app.button(key=f"stop-{job.id}").click().run()
+    finally:
+        gate.set()
+    assert job.wait(30) and job.status == STOPPED and job.result.stopped
+    app.run()
+    assert any("Stopped before the end" in w.value for w in app.warning)
+    assert app.dataframe[0].value.status.tolist() == ["done", "stopped"]
+    assert not app.button(key="run").disabled
