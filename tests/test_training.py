@@ -45,6 +45,15 @@ def test_stop_is_honoured_within_one_batch(tiny):
     assert result.verdict().startswith("Stopped")
 
 
+def test_a_stop_before_the_start_stops_before_caching_features(tiny):
+    stop = threading.Event()
+    stop.set()
+    feature_cache().clear()
+    result = compare(replace(tiny, freeze_depth=2), stop=stop)
+    assert result.stopped and all(r.step == 0 for r in result.runs.values())
+    assert feature_cache().misses == 0
+
+
 def test_a_callback_can_stop_training(tiny):
     class Refuse(Callback):
         def on_batch_end(self, run):

@@ -284,5 +284,5 @@ class JobQueue:
         else:
             if not self.keep_models:
                 for run in result.runs.values():
-                    run.model = run.optimizer = run.scheduler = None
+                    run.release()
             job._finish(STOPPED if result.stopped else DONE, result=result)

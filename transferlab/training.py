@@ -163,6 +163,9 @@ class Callback:
 
     def on_batch_end(self, run: Run) -> None: ...
 
+    def check_stop(self, run: Run) -> None:
+        """Called between batches and also during long set-up (caching features): raise to stop."""
+
     def on_record(self, run: Run, record: Record) -> None: ...
 
     def on_run_end(self, run: Run) -> None: ...
@@ -187,9 +190,11 @@ class StopOnEvent(Callback):
     def __init__(self, event: threading.Event):
         self.event = event
 
-    def on_batch_end(self, run: Run) -> None:
+    def check_stop(self, run: Run) -> None:
         if self.event.is_set():
             raise StopTraining("stop requested")
+
+    on_batch_end = check_stop
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -364,10 +369,20 @@ class Run:
     def _prefix_all(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
         was_training = self.model.training
         self.model.eval()
-        bs = EVAL_BATCH
-        out = torch.cat([self._prefix(images[i : i + bs], augment) for i in range(0, len(images), bs)])
+        chunks = []
+        for i in range(0, len(images), EVAL_BATCH):
+            self._check_stop()  # caching all images can take a while: a Stop must not wait for it
+            chunks.append(self._prefix(images[i : i + EVAL_BATCH], augment))
         self.model.train(was_training)
-        return out
+        return torch.cat(chunks)
+
+    def _check_stop(self) -> None:
+        for cb in self.callbacks:
+            cb.check_stop(self)
+
+    def release(self) -> None:
+        """Drop the network and optimiser (keeping tables, history and predictions) to free memory."""
+        self.model = self.optimizer = self.scheduler = None
 
     def _cached(self, name: str, images: torch.Tensor, views: int = 1) -> torch.Tensor:
         fingerprint = prefix_fingerprint(self.model, self.k)
@@ -420,6 +435,7 @@ class Run:
         labels = data.test_labels if rows is None else data.test_labels[rows]
         losses, preds, bs = [], [], EVAL_BATCH
         for i in range(0, len(labels), bs):
+            self._check_stop()
             x = feats[i : i + bs] if self.cached else self._prefix(images[i : i + bs])
             with self._autocast():
                 logits = self.model(_channels_last(x), start=self.k).float()
@@ -437,6 +453,7 @@ class Run:
         started = time.perf_counter()
         for cb in self.callbacks:
             cb.on_run_start(self)
+        self._check_stop()
         self.model.train()
         for epoch in range(1, self.config.epochs + 1):
             self.epoch = epoch
