@@ -57,3 +57,24 @@ def test_per_class_accuracy_and_image_grid(result):
     assert [t.name for t in fig.data] == ["finetune", "scratch"] and len(fig.data[0].y) == 4
     grid = plots.image_grid(result.data.test_images[:7], [str(i) for i in range(7)], columns=3)
     assert len(grid.data) == 7
+
+
+def test_overlay_curves_names_each_run_and_arm_and_styles_arms_by_dash(result):
+    combined = plots.combine_histories({"k=1": result.history, "k=2": result.history})
+    assert set(combined.arm) == {"k=1 finetune", "k=1 scratch", "k=2 finetune", "k=2 scratch"}
+    assert set(combined.base_arm) == {"finetune", "scratch"} and len(combined) == 2 * len(result.history)
+    fig = plots.overlay_curves({"k=1": result.history, "k=2": result.history}, x="images_seen")
+    assert [t.name for t in fig.data] == ["k=1 finetune", "k=1 scratch", "k=2 finetune", "k=2 scratch"]
+    assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid", "dash"]
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+    assert all(len(t.x) == 3 for t in fig.data)
+
+
+def test_misclassified_grid_shows_only_the_mistakes_with_both_labels():
+    images = torch.zeros(5, 1, 8, 8, dtype=torch.uint8)
+    labels, predictions = torch.tensor([0, 1, 1, 0, 1]), torch.tensor([0, 0, 1, 1, 1])
+    fig = plots.misclassified_grid(images, labels, predictions, ["cat", "dog"])
+    assert len(fig.data) == 2
+    assert [a.text for a in fig.layout.annotations] == ["cat<br>(true: dog)", "dog<br>(true: cat)"]
+    perfect = plots.misclassified_grid(images, labels, labels, ["cat", "dog"])
+    assert len(perfect.data) == 0 and "no mistakes" in perfect.layout.annotations[0].text

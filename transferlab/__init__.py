@@ -5,6 +5,16 @@ result = compare(ExperimentConfig(dataset="fashion_mnist", per_class=10, freeze_
 result.table
 """
 
+from .analysis import (
+    DatasetFeatures,
+    centroid_baseline,
+    dataset_features,
+    extract_features,
+    nearest_centroid,
+    pca_2d,
+    pixel_baseline,
+    transplant,
+)
 from .backbones import BackboneSpec, BlockNet, backbone_status, create_backbone, get_spec, list_backbones
 from .datasets import (
     ImageDataset,
@@ -17,10 +27,12 @@ from .datasets import (
     to_model_input,
 )
 from .errors import ConfigError, StopTraining, TransferlabError, Unavailable
+from .export import Classifier, export_model, load_model
 from .features import feature_cache
 from .freezing import freeze_to, trainable_summary
 from .predict import imagenet_classes, predict_imagenet
 from .progress import Printer, TqdmProgress
+from .sweeps import layer_transfer, sweep
 from .training import (
     ARMS,
     Arm,
@@ -42,8 +54,10 @@ __all__ = [
     "BackboneSpec",
     "BlockNet",
     "Callback",
+    "Classifier",
     "ComparisonResult",
     "ConfigError",
+    "DatasetFeatures",
     "ExperimentConfig",
     "History",
     "ImageDataset",
@@ -55,23 +69,34 @@ __all__ = [
     "TransferlabError",
     "Unavailable",
     "backbone_status",
+    "centroid_baseline",
     "compare",
     "create_backbone",
+    "dataset_features",
     "dataset_status",
+    "export_model",
+    "extract_features",
     "feature_cache",
     "freeze_to",
     "get_spec",
     "imagenet_classes",
+    "layer_transfer",
     "list_backbones",
     "list_datasets",
     "load_dataset",
     "load_image_folder",
+    "load_model",
+    "nearest_centroid",
+    "pca_2d",
     "pick_device",
+    "pixel_baseline",
     "predict_imagenet",
     "prepare_data",
     "pretrain",
     "select_classes",
     "stratified_indices",
+    "sweep",
     "to_model_input",
     "trainable_summary",
+    "transplant",
 ]

@@ -1,0 +1,185 @@
+"""Cheap ways to look at transfer without training a network: features, baselines, maps.
+
+Each function is small enough to read beside the lesson that calls it:
+
+- `extract_features`: pooled penultimate features (what a linear probe sees) for images;
+  `dataset_features` does it for an experiment's training and test images.
+- `pixel_baseline`: logistic regression on raw pixels, the honest cheap baseline.
+- `nearest_centroid` / `centroid_baseline`: classify by the nearest class mean of features
+  (few-shot learning with no training at all).
+- `pca_2d`: a 2-D map of features for `plots.embedding_scatter`.
+- `transplant`: the first k blocks from one set of weights, the rest from random init
+  (the arms of Yosinski et al. 2014).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .backbones import create_backbone, get_spec
+from .datasets import to_model_input
+from .training import ExperimentConfig, pick_device, prepare_data
+
+__all__ = [
+    "DatasetFeatures",
+    "centroid_baseline",
+    "dataset_features",
+    "extract_features",
+    "nearest_centroid",
+    "pca_2d",
+    "pixel_baseline",
+    "transplant",
+]
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: str,
+    images: torch.Tensor,
+    init: str | Mapping = "pretrained",
+    size: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Pooled penultimate features (N, F) of uint8 images (N, C, H, W), on the CPU.
+
+    Args:
+        backbone: a registered backbone name.
+        init: "pretrained", "random" (initialised from `seed`) or a state dict of its blocks.
+        size: input size in pixels (default: the backbone's training size).
+    """
+    spec = get_spec(backbone)
+    size = size or spec.train_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if isinstance(init, Mapping):
+            model = create_backbone(backbone, num_classes=1, pretrained=False)
+            model.blocks.load_state_dict(init, strict=True)
+        else:
+            model = create_backbone(backbone, num_classes=1, pretrained=init == "pretrained")
+    model.eval().to(images.device)
+    out = [
+        model.features(to_model_input(images[i : i + batch_size], size, spec.mean, spec.std)).float().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class DatasetFeatures:
+    """Features of an experiment's training and test images, with their labels (CPU tensors)."""
+
+    train: torch.Tensor
+    train_labels: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+    classes: tuple[str, ...]
+    seconds: float
+
+
+def dataset_features(config: ExperimentConfig, init: str | Mapping = "pretrained") -> DatasetFeatures:
+    """Features of the images `compare(config)` would train and test on (same subset, same size)."""
+    started = time.perf_counter()
+    data = prepare_data(config, pick_device(config.device))
+
+    def feats(images: torch.Tensor) -> torch.Tensor:
+        return extract_features(config.backbone, images, init, config.size, config.seed)
+
+    train, test = feats(data.train_images), feats(data.test_images)
+    return DatasetFeatures(
+        train,
+        data.train_labels.cpu(),
+        test,
+        data.test_labels.cpu(),
+        data.dataset.classes,
+        time.perf_counter() - started,
+    )
+
+
+def pixel_baseline(config: ExperimentConfig, max_iter: int = 1000) -> dict:
+    """Logistic regression on raw pixels (scaled to 0..1), same training subset and test split.
+
+    Returns:
+        A result-table row: arm "pixels", per_class, seed, test_accuracy, seconds.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.perf_counter()
+    data = prepare_data(config, torch.device("cpu"))
+
+    def flat(images: torch.Tensor) -> np.ndarray:
+        return images.reshape(len(images), -1).float().numpy() / 255
+
+    clf = LogisticRegression(max_iter=max_iter, C=1.0)
+    clf.fit(flat(data.train_images), data.train_labels.numpy())
+    accuracy = float((clf.predict(flat(data.test_images)) == data.test_labels.numpy()).mean())
+    return {
+        "arm": "pixels",
+        "dataset": config.dataset,
+        "per_class": config.per_class,
+        "seed": config.seed,
+        "test_accuracy": accuracy,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def nearest_centroid(train: torch.Tensor, labels: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+    """Predict each test row's class as the nearest class mean, by cosine similarity.
+
+    Features are L2-normalised first, so the answer depends on direction, not on magnitude.
+    """
+    train = torch.nn.functional.normalize(train.float(), dim=1)
+    test = torch.nn.functional.normalize(test.float(), dim=1)
+    classes = int(labels.max()) + 1
+    centroids = torch.zeros(classes, train.shape[1]).index_add_(0, labels, train)
+    centroids = torch.nn.functional.normalize(centroids, dim=1)  # (classes, F)
+    return (test @ centroids.T).argmax(1)
+
+
+def centroid_baseline(config: ExperimentConfig, init: str | Mapping = "pretrained") -> dict:
+    """Nearest class centroid on the backbone's features: no training, one forward pass.
+
+    Returns:
+        A result-table row: arm "centroid", per_class, seed, test_accuracy, seconds.
+    """
+    f = dataset_features(config, init)
+    started = time.perf_counter()
+    predictions = nearest_centroid(f.train, f.train_labels, f.test)
+    return {
+        "arm": "centroid",
+        "dataset": config.dataset,
+        "per_class": config.per_class,
+        "seed": config.seed,
+        "test_accuracy": float((predictions == f.test_labels).float().mean()),
+        "seconds": round(f.seconds + time.perf_counter() - started, 2),
+    }
+
+
+def pca_2d(features: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Project rows onto their first two principal components: (N, F) -> (N, 2)."""
+    x = np.asarray(features, dtype=np.float64)
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)  # rows of vt: directions of most variance
+    points = x @ vt[:2].T
+    # The sign of a principal component is arbitrary; fix it so the map is the same every run.
+    signs = np.sign(points[np.abs(points).argmax(0), [0, 1]])
+    return points * np.where(signs == 0, 1, signs)
+
+
+def transplant(source: Mapping, k: int, backbone: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Blocks 1..k from `source` (a blocks state dict), blocks k+1..n freshly initialised from `seed`.
+
+    With `Arm(init=transplant(weights_a, k, ...), freeze=k)` this is Yosinski's AnB at depth k;
+    with `freeze="none"` it is AnB+.
+    """
+    spec = get_spec(backbone)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = create_backbone(backbone, num_classes=1, pretrained=False).blocks.state_dict()
+    keep = tuple(f"{name}." for name in spec.blocks[:k])
+    return {key: (source[key] if key.startswith(keep) else value).clone() for key, value in fresh.items()}
