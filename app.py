@@ -29,6 +29,7 @@ from transferlab import (
     backbone_status,
     create_backbone,
     dataset_status,
+    device_name,
     freeze_to,
     get_spec,
     list_backbones,
@@ -39,7 +40,6 @@ from transferlab import (
 )
 from transferlab.datasets import describe_dataset
 from transferlab.jobs import FAILED, QUEUED, Job, JobQueue
-from transferlab.training import device_name
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
 SIZES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, "all"]  # images per class, log-spaced

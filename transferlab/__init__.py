@@ -30,6 +30,7 @@ from .errors import ConfigError, StopTraining, TransferlabError, Unavailable
 from .export import Classifier, export_model, load_model
 from .features import feature_cache
 from .freezing import freeze_to, trainable_summary
+from .jobs import Job, JobQueue
 from .predict import imagenet_classes, predict_imagenet
 from .progress import Printer, TqdmProgress
 from .sweeps import layer_transfer, sweep
@@ -43,12 +44,16 @@ from .training import (
     Record,
     Run,
     compare,
+    device_name,
     pick_device,
     prepare_data,
     pretrain,
 )
 
 __all__ = [
+    "Job",
+    "JobQueue",
+    "device_name",
     "ARMS",
     "Arm",
     "BackboneSpec",
