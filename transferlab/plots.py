@@ -60,6 +60,16 @@ def _colour(arm: str, i: int) -> str:
     return ARM_COLOURS.get(arm, palette[i % len(palette)])
 
 
+def _curve_layout(fig: go.Figure, title: str, x: str, metric: str) -> go.Figure:
+    """Titles and axes shared by every curve figure; accuracy on a fixed 0-100 % axis."""
+    fig.update_layout(
+        title=title, xaxis_title=AXIS_TITLES.get(x, x), yaxis_title=AXIS_TITLES.get(metric, metric), **LAYOUT
+    )
+    if metric == "accuracy":
+        fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
 def learning_curves(
     history: pd.DataFrame, x: str = "epoch", metric: str = "accuracy", title: str | None = None
 ) -> go.Figure:
@@ -96,15 +106,7 @@ def learning_curves(
                     legendgroup=arm,
                 )
             )
-    fig.update_layout(
-        title=title or f"Test {metric} during training",
-        xaxis_title=AXIS_TITLES.get(x, x),
-        yaxis_title=AXIS_TITLES.get(metric, metric),
-        **LAYOUT,
-    )
-    if metric == "accuracy":
-        fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return fig
+    return _curve_layout(fig, title or f"Test {metric} during training", x, metric)
 
 
 def combine_histories(histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -150,15 +152,7 @@ def overlay_curves(
                     legendgroup=label,
                 )
             )
-    fig.update_layout(
-        title=title or f"Test {metric}: runs compared (solid: finetune, dashed: scratch)",
-        xaxis_title=AXIS_TITLES.get(x, x),
-        yaxis_title=AXIS_TITLES.get(metric, metric),
-        **LAYOUT,
-    )
-    if metric == "accuracy":
-        fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return fig
+    return _curve_layout(fig, title or f"Test {metric}: runs compared (solid: finetune, dashed: scratch)", x, metric)
 
 
 def freeze_diagram(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
