@@ -203,10 +203,9 @@ def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app,
 def test_a_gpu_gets_bigger_defaults(monkeypatch):
     """On a GPU the page starts at 200 images per class and 224 px (CI has none: pretend)."""
     import transferlab
-    import transferlab.training
 
     monkeypatch.setattr(transferlab, "pick_device", lambda name="auto": torch.device("cuda"))
-    monkeypatch.setattr(transferlab.training, "device_name", lambda device: "NVIDIA Pretend GPU")
+    monkeypatch.setattr(transferlab, "device_name", lambda device: "NVIDIA Pretend GPU")
     at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT).run()
     assert not at.exception
     assert at.select_slider(key="per_class").value == 200
