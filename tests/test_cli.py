@@ -35,12 +35,15 @@ def test_compare_json_has_both_arms(capsys):
         "2",
         "--batch-size",
         "8",
+        "--precision",
+        "fp32",
         "--json",
     ]
     assert main(argv) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert set(result["arms"]) == {"finetune", "scratch"}
+    assert result["config"]["precision"] == "fp32" and result["arms"]["finetune"]["bf16"] == "no"
     assert 0 <= result["arms"]["finetune"]["test_accuracy"] <= 1 and result["arms"]["scratch"]["seconds"] > 0
     assert "gap" in result and "epoch 2/2" in captured.err  # progress goes to stderr
 

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from transferlab import ARMS, Arm, Callback, ConfigError, StopTraining, compare, feature_cache
+from transferlab import ARMS, Arm, Callback, ConfigError, StopTraining, compare, feature_cache, training
 from transferlab.features import FeatureCache
+from transferlab.training import bf16_passes
 
 
 def test_records_come_in_order_and_arms_advance_together(tiny):
@@ -74,6 +75,37 @@ def test_cached_prefix_gives_the_same_training_as_recomputing_it(tiny):
     assert feature_cache().misses == 2 and feature_cache().hits >= 2
 
 
+def test_the_prefix_is_fingerprinted_once_per_run(tiny, monkeypatch):
+    calls = []
+    fingerprint = training.prefix_fingerprint
+    monkeypatch.setattr(training, "prefix_fingerprint", lambda *a: calls.append(a) or fingerprint(*a))
+    compare(replace(tiny, freeze_depth=2, epochs=4), arms=["finetune"])
+    assert len(calls) == 1  # not once per epoch: hashing a deep prefix costs as much as an epoch
+
+
+def test_bf16_runs_where_the_hardware_is_fast_at_it():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert bf16_passes(cuda) == (True, True)
+    assert bf16_passes(cuda, "fp32") == bf16_passes(cpu, "fp32") == (False, False)
+    assert bf16_passes(torch.device("mps")) == (False, False)
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert bf16_passes(cpu) == (False, native)
+
+
+def test_bf16_prefix_features_train_a_float32_suffix(tiny, monkeypatch):
+    # Forced on, so that this path is tested on every CPU, with or without native bf16.
+    monkeypatch.setattr(training, "bf16_passes", lambda device, precision: (False, precision == "auto"))
+    feature_cache().clear()
+    bf16 = compare(replace(tiny, freeze_depth=2), arms=["finetune"])
+    assert {t.dtype for t in feature_cache()._entries.values()} == {torch.bfloat16}
+    fp32 = compare(replace(tiny, freeze_depth=2, precision="fp32"), arms=["finetune"])
+    assert feature_cache().misses == 4  # fp32 features are their own cache entries
+    assert bf16.table.bf16[0] == "prefix+eval" and fp32.table.bf16[0] == "no"
+    assert all(p.dtype == torch.float32 for p in bf16.runs["finetune"].model.parameters())
+    losses = [torch.tensor(r.history.query("split == 'train'").loss.values) for r in (bf16, fp32)]
+    assert torch.allclose(*losses, atol=0.05)  # rounding the features to bf16 barely moves training
+
+
 def test_augmented_views_are_cached_and_cycled(tiny):
     result = compare(replace(tiny, freeze_depth=2, augment=True, augment_views=3), arms=["finetune"])
     assert result.runs["finetune"].cached
@@ -111,6 +143,8 @@ def test_settings_that_cannot_work_fail_before_training(tiny):
         compare(replace(tiny, freeze_depth=7))
     with pytest.raises(ConfigError, match="per_class <= 40"):
         compare(replace(tiny, per_class=41))
+    with pytest.raises(ConfigError, match="precision must be one of auto, fp32"):
+        compare(replace(tiny, precision="fp16"))
     with pytest.raises(ConfigError, match="unknown arm"):
         compare(tiny, arms=["finetune", "magic"])
     assert set(ARMS) == {"finetune", "scratch", "probe"}

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--augment", action="store_true")
     c.add_argument("--seed", type=int, default=d.seed)
     c.add_argument("--device", default=d.device, help="auto (cuda, mps, cpu), cpu, cuda, ...")
+    c.add_argument(
+        "--precision",
+        choices=["auto", "fp32"],
+        default=d.precision,
+        help="auto: bfloat16 where the hardware is fast at it; fp32: the same numbers on every CPU",
+    )
     c.add_argument("--arms", default="finetune,scratch", help="comma-separated: finetune, scratch, probe")
     c.add_argument("--json", action="store_true", help="print a JSON result on stdout (progress goes to stderr)")
     return parser
@@ -121,6 +127,7 @@ def cmd_compare(args) -> None:
         augment=args.augment,
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
     )
     result = compare(config, arms=args.arms.split(","), callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
     if args.json:
@@ -130,7 +137,7 @@ def cmd_compare(args) -> None:
             out["gap"] = result.gap
         print(json.dumps(out, indent=2))
     else:
-        cols = ["arm", "test_accuracy", "seconds", "trainable_params", "freeze_depth", "device"]
+        cols = ["arm", "test_accuracy", "seconds", "trainable_params", "freeze_depth", "bf16", "device"]
         print()
         print(result.table[cols].to_string(index=False, formatters={"test_accuracy": "{:.1%}".format}))
         print(result.verdict())

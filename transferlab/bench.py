@@ -12,7 +12,8 @@ per class, the fixed 2 000-image test split), epochs, optimiser and device:
   tensors resized in batches, channels_last, per-epoch curves on a fixed 500-image part of the
   test split, the full test split at the end;
 
-at freeze depth k = 0, half the blocks and all blocks. Then the dashboard's default comparison
+at freeze depth k = 0, half the blocks (both neighbours when the count is odd: 4 and 5 of
+EfficientNet-Lite0's 9) and all blocks. Then the dashboard's default comparison
 (both arms): seconds to the first plotted point and to the verdict, and peak memory. On a GPU,
 training throughput at 224 px next to timm's published RTX 3090 figures.
 
@@ -208,20 +209,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from .backbones import get_spec
-    from .training import device_name, pick_device
+    from .training import bf16_passes, device_name, pick_device
 
     device = pick_device(args.device)
     n = get_spec("efficientnet_lite0").num_blocks
     config = asdict(replace(_config(args, 0), freeze_depth=-1))
+    bf16_train, bf16_infer = bf16_passes(device)
     report = {"device": device_name(device), "torch": torch.__version__, "repeats": args.repeats, "config": config}
+    report["bf16"] = {"training": bf16_train, "prefix_and_evaluation": bf16_infer}
     report.update(loops=[], dashboard=None, gpu=[])
     print(
         f"transferlab bench on {report['device']}: EfficientNet-Lite0 (ImageNet), Fashion-MNIST, "
         f"{args.per_class} images/class, {args.epochs} epochs, 2 000 test images, medians of {args.repeats}\n"
+        f"transferlab's bfloat16 passes here: training {'yes' if bf16_train else 'no'}, frozen prefix and "
+        f"evaluation {'yes' if bf16_infer else 'no'}; the reference runs float32, as the tutorial does\n"
     )
     header = f"{'k':>2} {'loop':<12} {'img/s':>8} {'wall s':>8} {'test acc':>9} {'peak MB':>8} {'speed-up':>9}"
     print(header)
-    for k in (0, n // 2, n):
+    for k in sorted({0, n // 2, (n + 1) // 2, n}):
         rows = {}
         for loop in ("reference", "transferlab"):
             runs = [_child(loop, args, k) for _ in range(args.repeats)]

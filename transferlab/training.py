@@ -11,6 +11,7 @@ command line's printer, the dashboard's live chart are all callbacks. A callback
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import threading
@@ -39,6 +40,7 @@ __all__ = [
     "Record",
     "Run",
     "compare",
+    "bf16_passes",
     "pick_device",
     "prepare_data",
     "pretrain",
@@ -64,6 +66,10 @@ class ExperimentConfig:
         root: folder for the `image_folder` dataset.
         freeze_bn_stats: keep BatchNorm in frozen blocks in eval mode (True is correct).
         cache_features: compute the frozen prefix once instead of every batch.
+        precision: "auto" runs in bfloat16 where the hardware is fast at it (everything on CUDA;
+            on CPUs with native bf16, only the no-gradient passes: the frozen prefix and
+            evaluation), float32 elsewhere; "fp32" runs float32 everywhere, for numbers that
+            do not depend on the processor.
         device: "auto" (cuda, then mps, then cpu) or a torch device string.
     """
 
@@ -86,6 +92,7 @@ class ExperimentConfig:
     root: str | None = None
     freeze_bn_stats: bool = True
     cache_features: bool = True
+    precision: str = "auto"
     device: str = "auto"
 
     @property
@@ -102,6 +109,7 @@ class ExperimentConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.size >= 16, "image_size must be at least 16 pixels"),
             (self.augment_views >= 1, "augment_views must be at least 1"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (
                 0 <= self.freeze_depth <= spec.num_blocks,
                 f"freeze_depth must be 0..{spec.num_blocks} for {spec.name} ({', '.join(spec.blocks)})",
@@ -221,6 +229,25 @@ def device_name(device: torch.device) -> str:
     return device.type.upper()
 
 
+PRECISIONS = ("auto", "fp32")
+
+
+def bf16_passes(device: torch.device, precision: str = "auto") -> tuple[bool, bool]:
+    """(training, no-gradient passes): which run under bfloat16 autocast on `device`.
+
+    CUDA: both (tensor cores, half the activation memory). A CPU with native bf16 (AVX512-BF16
+    or AMX): only the frozen prefix and evaluation, measured 1.5-1.7x faster here; bf16
+    training was 2x slower on the same CPU, so it stays float32.
+    """
+    if precision == "fp32":
+        return False, False
+    if device.type == "cuda":
+        return True, True
+    if device.type == "cpu":
+        return False, torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False, False
+
+
 # --- data ------------------------------------------------------------------------------------
 
 
@@ -300,7 +327,7 @@ class Run:
         self.k = arm.depth(config)
         self.model = self._build_model()
         self.summary = freeze_to(self.model, self.k, config.freeze_bn_stats)
-        self.amp = device.type == "cuda"  # bf16 autocast: tensor cores, half the activation memory
+        self.bf16_train, self.bf16_infer = bf16_passes(device, config.precision)
         # channels_last suits oneDNN's CPU convolutions as well as cuDNN's: measured here,
         # 1.5x faster training at k = 0 and 2x for the suffix at k = 4 (EfficientNet-Lite0, 64 px).
         self.model.to(memory_format=torch.channels_last)
@@ -314,6 +341,7 @@ class Run:
         self.augment_rng = torch.Generator().manual_seed(config.seed + 1)
         # Caching is only correct when the prefix is a fixed function: BatchNorm frozen too.
         self.cached = config.cache_features and self.k > 0 and config.freeze_bn_stats
+        self.fingerprint: str | None = None
         self.epoch = self.step = self.images_seen = 0
         self.seconds = 0.0
         self.test_predictions: torch.Tensor | None = None
@@ -344,7 +372,10 @@ class Run:
         groups = [{"params": list(self.model.head.parameters()), "lr": cfg.lr * cfg.head_lr_mult}]
         if body:
             groups.append({"params": body, "lr": cfg.lr * self.arm.lr_mult})
-        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        # The fused kernel updates every tensor in one pass: 3.5x faster steps than the default
+        # per-tensor loop on the CPU (measured at k = 4, where the suffix holds 3.3 M parameters).
+        fused = True if self.device.type in ("cpu", "cuda") else None
+        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, fused=fused)
         # Cosine decay to zero over the whole run: constant rates made small runs collapse.
         total = max(1, self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -354,8 +385,10 @@ class Run:
 
     # -- inputs: cached block-k features, or images through the frozen prefix every batch --
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+    def _autocast(self, training: bool):
+        if not (self.bf16_train if training else self.bf16_infer):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     @torch.no_grad()
     def _prefix(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
@@ -363,7 +396,7 @@ class Run:
         x = to_model_input(images, self.size, self.mean, self.std)
         if augment:
             x = augment_batch(x, self.augment_rng)
-        with self._autocast():
+        with self._autocast(training=False):
             return self.model.forward_blocks(_channels_last(x), 0, self.k)
 
     def _prefix_all(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
@@ -385,8 +418,11 @@ class Run:
         self.model = self.optimizer = self.scheduler = None
 
     def _cached(self, name: str, images: torch.Tensor, views: int = 1) -> torch.Tensor:
-        fingerprint = prefix_fingerprint(self.model, self.k)
-        key = f"{fingerprint}|{self.data.key}|{name}|{self.size}|{views}|{self.config.seed}|{self.device}|{self.amp}"
+        if self.fingerprint is None:  # hashing the prefix's weights once: they never change
+            self.fingerprint = prefix_fingerprint(self.model, self.k)
+        cfg = self.config
+        key = "|".join(map(str, (self.fingerprint, self.data.key, name, self.size, views, cfg.seed, self.device)))
+        key += f"|bf16={self.bf16_infer}"
 
         def compute():
             if views == 1:
@@ -405,7 +441,7 @@ class Run:
         for b in range(self.batches_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x = feats[idx] if self.cached else self._prefix(data.train_images[idx], augment=cfg.augment)
-            yield _channels_last(x), data.train_labels[idx]
+            yield _channels_last(x.float()), data.train_labels[idx]  # bf16 features, fp32 training
 
     # -- the loop --
 
@@ -437,7 +473,7 @@ class Run:
         for i in range(0, len(labels), bs):
             self._check_stop()
             x = feats[i : i + bs] if self.cached else self._prefix(images[i : i + bs])
-            with self._autocast():
+            with self._autocast(training=False):
                 logits = self.model(_channels_last(x), start=self.k).float()
             losses.append(F.cross_entropy(logits, labels[i : i + bs], reduction="sum"))
             preds.append(logits.argmax(1))
@@ -461,7 +497,7 @@ class Run:
             correct = torch.zeros((), device=self.device)
             seen = 0
             for x, y in self._train_batches():
-                with self._autocast():
+                with self._autocast(training=True):
                     logits = self.model(x, start=self.k)
                 loss = F.cross_entropy(logits.float(), y)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -508,6 +544,7 @@ class Run:
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
             "cached_features": self.cached,
+            "bf16": "train+eval" if self.bf16_train else "prefix+eval" if self.bf16_infer else "no",
             "device": device_name(self.device),
         }
 
