@@ -36,8 +36,9 @@ app: setup
 	$(RUN) $(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
 	  --server.headless true --browser.gatherUsageStats false
 
+# The kernels start in lessons/, so they find the engine through RUN's absolute PYTHONPATH.
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=lessons $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(RUN) $(VENV)/bin/jupyter lab --notebook-dir=lessons $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup lint unit lessons browser
 

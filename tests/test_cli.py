@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +93,15 @@ def test_predict_names_a_cat_first_for_a_cat_photo(tmp_path):
     first = out.splitlines()[1]
     assert "cat" in first and "%" in first
     assert len(out.splitlines()) == 6
+
+
+def test_make_lab_starts_kernels_that_import_the_engine():
+    # Jupyter starts each kernel in lessons/, so a relative PYTHONPATH would not find the engine.
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-n", "-s", "lab"], cwd=root, capture_output=True, text=True, check=True).stdout
+    command = next(line for line in dry.splitlines() if "jupyter lab" in line)
+    pythonpath = next(word for word in command.split() if word.startswith("PYTHONPATH=")).split("=", 1)[1]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": pythonpath}
+    probe = [sys.executable, "-c", "import transferlab; print(transferlab.__file__)"]
+    out = subprocess.run(probe, cwd=root / "lessons", env=env, capture_output=True, text=True, check=True).stdout
+    assert Path(out.strip()).parent == root / "transferlab"
