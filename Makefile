@@ -55,7 +55,7 @@ unit:
 
 lessons:
 	@if ls lessons/*.ipynb >/dev/null 2>&1; then \
-	  $(RUN) $(PY) -m pytest --nbval-lax lessons -q -p no:cacheprovider; \
+	  $(RUN) $(PY) -m pytest --nbval-lax --nbval-sanitize-with lessons/nbval_sanitize.cfg lessons -q -p no:cacheprovider; \
 	else echo "no lessons yet"; fi
 
 browser:
