@@ -105,3 +105,17 @@ def test_make_lab_starts_kernels_that_import_the_engine():
     probe = [sys.executable, "-c", "import transferlab; print(transferlab.__file__)"]
     out = subprocess.run(probe, cwd=root / "lessons", env=env, capture_output=True, text=True, check=True).stdout
     assert Path(out.strip()).parent == root / "transferlab"
+
+
+def test_importing_the_package_is_instant_and_names_load_on_first_use():
+    # `python -m transferlab` imports the package, then restarts under tcmalloc: an eager
+    # package would import torch twice (about 2.5 s of every command).
+    code = (
+        "import sys, transferlab as tl\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert tl.compare.__module__ == 'transferlab.training' and 'compare' in dir(tl)\n"
+        "assert 'plotly' not in sys.modules  # training needs no plotting library\n"
+        "try:\n    tl.no_such_name\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "has no attribute 'no_such_name'" in out

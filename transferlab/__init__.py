@@ -5,103 +5,70 @@ result = compare(ExperimentConfig(dataset="fashion_mnist", per_class=10, freeze_
 result.table
 """
 
-from .analysis import (
-    DatasetFeatures,
-    centroid_baseline,
-    dataset_features,
-    extract_features,
-    nearest_centroid,
-    pca_2d,
-    pixel_baseline,
-    transplant,
-)
-from .backbones import BackboneSpec, BlockNet, backbone_status, create_backbone, get_spec, list_backbones
-from .datasets import (
-    ImageDataset,
-    dataset_status,
-    list_datasets,
-    load_dataset,
-    load_image_folder,
-    select_classes,
-    stratified_indices,
-    to_model_input,
-)
-from .errors import ConfigError, StopTraining, TransferlabError, Unavailable
-from .export import Classifier, export_model, load_model
-from .features import feature_cache
-from .freezing import freeze_to, trainable_summary
-from .jobs import Job, JobQueue
-from .predict import imagenet_classes, predict_imagenet
-from .progress import Printer, TqdmProgress
-from .sweeps import layer_transfer, sweep
-from .training import (
-    ARMS,
-    Arm,
-    Callback,
-    ComparisonResult,
-    ExperimentConfig,
-    History,
-    Record,
-    Run,
-    compare,
-    device_name,
-    pick_device,
-    prepare_data,
-    pretrain,
-)
+from __future__ import annotations
 
-__all__ = [
-    "Job",
-    "JobQueue",
-    "device_name",
-    "ARMS",
-    "Arm",
-    "BackboneSpec",
-    "BlockNet",
-    "Callback",
-    "Classifier",
-    "ComparisonResult",
-    "ConfigError",
-    "DatasetFeatures",
-    "ExperimentConfig",
-    "History",
-    "ImageDataset",
-    "Printer",
-    "Record",
-    "Run",
-    "StopTraining",
-    "TqdmProgress",
-    "TransferlabError",
-    "Unavailable",
-    "backbone_status",
-    "centroid_baseline",
-    "compare",
-    "create_backbone",
-    "dataset_features",
-    "dataset_status",
-    "export_model",
-    "extract_features",
-    "feature_cache",
-    "freeze_to",
-    "get_spec",
-    "imagenet_classes",
-    "layer_transfer",
-    "list_backbones",
-    "list_datasets",
-    "load_dataset",
-    "load_image_folder",
-    "load_model",
-    "nearest_centroid",
-    "pca_2d",
-    "pick_device",
-    "pixel_baseline",
-    "predict_imagenet",
-    "prepare_data",
-    "pretrain",
-    "select_classes",
-    "stratified_indices",
-    "sweep",
-    "to_model_input",
-    "trainable_summary",
-    "transplant",
-]
+import importlib
+
+# Each public name and the module that defines it. A module is imported when one of its names is
+# first used, so `import transferlab` is instant, the command line's restart under tcmalloc does
+# not import torch twice, and a script that only trains never imports plotly or scikit-learn.
+_EXPORTS = {
+    "analysis": [
+        "DatasetFeatures",
+        "centroid_baseline",
+        "dataset_features",
+        "extract_features",
+        "nearest_centroid",
+        "pca_2d",
+        "pixel_baseline",
+        "transplant",
+    ],
+    "backbones": ["BackboneSpec", "BlockNet", "backbone_status", "create_backbone", "get_spec", "list_backbones"],
+    "datasets": [
+        "ImageDataset",
+        "dataset_status",
+        "list_datasets",
+        "load_dataset",
+        "load_image_folder",
+        "select_classes",
+        "stratified_indices",
+        "to_model_input",
+    ],
+    "errors": ["ConfigError", "StopTraining", "TransferlabError", "Unavailable"],
+    "export": ["Classifier", "export_model", "load_model"],
+    "features": ["feature_cache"],
+    "freezing": ["freeze_to", "trainable_summary"],
+    "jobs": ["Job", "JobQueue"],
+    "predict": ["imagenet_classes", "predict_imagenet"],
+    "progress": ["Printer", "TqdmProgress"],
+    "sweeps": ["layer_transfer", "sweep"],
+    "training": [
+        "ARMS",
+        "Arm",
+        "Callback",
+        "ComparisonResult",
+        "ExperimentConfig",
+        "History",
+        "Record",
+        "Run",
+        "compare",
+        "device_name",
+        "pick_device",
+        "prepare_data",
+        "pretrain",
+    ],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'transferlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value  # from now on a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
