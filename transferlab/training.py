@@ -544,7 +544,7 @@ class Run:
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
             "cached_features": self.cached,
-            "bf16": "train+eval" if self.bf16_train else "prefix+eval" if self.bf16_infer else "no",
+            "bf16": "all" if self.bf16_train else "prefix+eval" if self.bf16_infer else "no",
             "device": device_name(self.device),
         }
 
