@@ -106,6 +106,16 @@ def test_bf16_prefix_features_train_a_float32_suffix(tiny, monkeypatch):
     assert torch.allclose(*losses, atol=0.05)  # rounding the features to bf16 barely moves training
 
 
+def test_bf16_everywhere_as_on_cuda_trains_float32_weights(tiny, monkeypatch):
+    # CUDA's setting (bf16 training too), run under CPU autocast: the same code path, no GPU needed.
+    monkeypatch.setattr(training, "bf16_passes", lambda device, precision: (True, True))
+    result = compare(replace(tiny, epochs=20, lr=1e-2), arms=["finetune", "scratch"])
+    assert set(result.table.bf16) == {"all"}
+    assert all(p.dtype == torch.float32 for p in result.runs["finetune"].model.parameters())  # autocast
+    train = result.history.query("split == 'train' and arm == 'finetune'").loss
+    assert train.iloc[-1] < 0.5 * train.iloc[0] and result.accuracy("finetune") > 0.6  # as in float32
+
+
 def test_augmented_views_are_cached_and_cycled(tiny):
     result = compare(replace(tiny, freeze_depth=2, augment=True, augment_views=3), arms=["finetune"])
     assert result.runs["finetune"].cached
