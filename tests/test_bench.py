@@ -1,7 +1,11 @@
 """The benchmark's two loops must compute the same experiment; speed itself is measured by `make bench`."""
 
+import json
+
+import pytest
+
 from transferlab import ExperimentConfig
-from transferlab.bench import run_reference, run_transferlab
+from transferlab.bench import main, run_reference, run_transferlab
 
 
 def test_reference_and_transferlab_loops_train_the_same_experiment():
@@ -20,3 +24,14 @@ def test_reference_and_transferlab_loops_train_the_same_experiment():
     assert ref["train_images"] == ours["train_images"] == 12 * 64
     assert ref["test_accuracy"] > 0.6 and ours["test_accuracy"] > 0.6  # both learn the task (chance: 0.25)
     assert abs(ref["test_accuracy"] - ours["test_accuracy"]) < 0.2
+
+
+def test_one_case_runs_alone_and_prints_its_figures(capsys):
+    # What a reader runs to time the reference loop against `compare` themselves.
+    argv = ["--case", "transferlab", "--freeze-depth", "9", "--per-class", "2", "--epochs", "1"]
+    assert main(argv) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["train_images"] == 20 and 0 <= figures["test_accuracy"] <= 1 and figures["peak_rss_mb"] > 0
+    with pytest.raises(SystemExit):
+        main(["--case", "tutorial"])
+    assert "--case must be one of reference, transferlab, dashboard" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`make bench`: where transferlab's speed comes from, measured against the tutorial loop.
 
     python -m transferlab.bench [--repeats 3] [--per-class 10] [--epochs 15] [--out bench.json]
+    python -m transferlab.bench --case reference --freeze-depth 4    # one case, once, as JSON
 
 Side by side, on the same model (ImageNet EfficientNet-Lite0), data (Fashion-MNIST, n images
 per class, the fixed 2 000-image test split), epochs, optimiser and device:
@@ -175,7 +176,7 @@ def run_gpu_throughput(backbone: str, steps: int = 30, batch: int = 256) -> dict
 
 
 def _child(case: str, args, k: int | None = None) -> dict:
-    argv = [sys.executable, "-m", "transferlab.bench", "--child", case, "--per-class", str(args.per_class)]
+    argv = [sys.executable, "-m", "transferlab.bench", "--case", case, "--per-class", str(args.per_class)]
     argv += ["--epochs", str(args.epochs), "--device", args.device]
     if k is not None:
         argv += ["--freeze-depth", str(k)]
@@ -192,17 +193,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="bench.json")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--freeze-depth", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--case",
+        help="run one case once in this process and print its figures as JSON: reference, transferlab, "
+        "dashboard or gpu:BACKBONE (what each process of the full bench does)",
+    )
+    parser.add_argument("--freeze-depth", type=int, default=4, help="k for --case reference or transferlab")
     args = parser.parse_args(argv)
 
-    if args.child:  # inside one case's own process
-        if args.child.startswith("gpu:"):
-            figures = run_gpu_throughput(args.child[4:])
+    if args.case:  # inside one case's own process
+        if args.case.startswith("gpu:"):
+            figures = run_gpu_throughput(args.case[4:])
         else:
-            config = _config(args, args.freeze_depth if args.freeze_depth is not None else 4)
             cases = {"reference": run_reference, "transferlab": run_transferlab, "dashboard": run_dashboard_default}
-            figures = cases[args.child](config)
+            if args.case not in cases:
+                parser.error(f"--case must be one of {', '.join(cases)} or gpu:BACKBONE, not {args.case!r}")
+            figures = cases[args.case](_config(args, args.freeze_depth))
         figures = {k: float(v) for k, v in figures.items()}
         figures["peak_rss_mb"] = _peak_rss_mb()
         print(json.dumps(figures))
