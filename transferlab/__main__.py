@@ -15,16 +15,17 @@ from dataclasses import asdict
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 
 
-def _reexec_with_tcmalloc() -> None:
-    """Restart under tcmalloc when Debian's libtcmalloc-minimal4 is there: the default allocator
-    makes EfficientNet training 1.05-2.7x slower on CPU (DESIGN.md). TRANSFERLAB_NO_TCMALLOC=1 opts out."""
+def _reexec_with_tcmalloc(module: str = "transferlab") -> None:
+    """Restart `python -m module` under tcmalloc when Debian's libtcmalloc-minimal4 is there: the
+    default allocator makes EfficientNet training 1.05-2.7x slower on CPU (DESIGN.md).
+    TRANSFERLAB_NO_TCMALLOC=1 opts out."""
     if (
         os.path.exists(TCMALLOC)
         and "tcmalloc" not in os.environ.get("LD_PRELOAD", "")
         and not os.environ.get("TRANSFERLAB_NO_TCMALLOC")
     ):
         env = dict(os.environ, LD_PRELOAD=" ".join(filter(None, [TCMALLOC, os.environ.get("LD_PRELOAD")])))
-        os.execve(sys.executable, [sys.executable, "-m", "transferlab", *sys.argv[1:]], env)
+        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
 
 
 def _per_class(value: str) -> int | None:

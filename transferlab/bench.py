@@ -34,8 +34,6 @@ import sys
 import time
 from dataclasses import asdict, replace
 
-import torch
-
 # timm's benchmark (RTX 3090, AMP, channels_last, batch 256, 224 px), training images/s.
 TIMM_RTX3090_TRAIN = {"resnet18": 3482, "efficientnet_lite0": 2079}
 
@@ -55,6 +53,7 @@ def _config(args, k: int):
 
 def run_reference(config) -> dict:
     """The PyTorch-tutorial way: PIL images, transforms per sample, full forward, full test eval."""
+    import torch
     import torch.nn.functional as F
     import torchvision.transforms as T
     from PIL import Image
@@ -146,6 +145,7 @@ def run_dashboard_default(config) -> dict:
 
 def run_gpu_throughput(backbone: str, steps: int = 30, batch: int = 256) -> dict:
     """Training images/s at 224 px on CUDA: bf16 autocast, channels_last, synthetic batches."""
+    import torch
     import torch.nn.functional as F
 
     from .backbones import create_backbone
@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures))
         return 0
 
+    import torch
+
     from .backbones import get_spec
     from .training import bf16_passes, device_name, pick_device
 
@@ -273,4 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from .__main__ import _reexec_with_tcmalloc
+
+    _reexec_with_tcmalloc("transferlab.bench")  # both loops, and every case's process, use tcmalloc
     sys.exit(main())
