@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from transferlab import ExperimentConfig
-from transferlab.bench import main, run_reference, run_transferlab
+from transferlab import ExperimentConfig, create_backbone, get_spec
+from transferlab.bench import forward_flops, loop_gflop, main, run_reference, run_transferlab
 
 
 def test_reference_and_transferlab_loops_train_the_same_experiment():
@@ -24,6 +24,19 @@ def test_reference_and_transferlab_loops_train_the_same_experiment():
     assert ref["train_images"] == ours["train_images"] == 12 * 64
     assert ref["test_accuracy"] > 0.6 and ours["test_accuracy"] > 0.6  # both learn the task (chance: 0.25)
     assert abs(ref["test_accuracy"] - ours["test_accuracy"]) < 0.2
+    # The reference runs the frozen block for every image every epoch; transferlab once per image.
+    assert ref["gflop"] > ours["gflop"] > 0
+
+
+def test_forward_flops_split_the_network_at_k():
+    model = create_backbone("test_tiny", 4, pretrained=False)
+    n = get_spec("test_tiny").num_blocks
+    splits = [forward_flops(model, 16, k) for k in range(n + 1)]
+    full = sum(splits[0])
+    assert splits[0][0] == 0 and all(abs(sum(s) - full) < 1e-6 * full for s in splits)
+    assert [s[0] for s in splits] == sorted(s[0] for s in splits) and splits[n][1] < splits[0][1]
+    assert model.training  # counting leaves the model as it was
+    assert loop_gflop((1e9, 2e9), prefix_images=1, train_images=1, eval_images=1) == 1 + 3 * 2 + 2
 
 
 def test_one_case_runs_alone_and_prints_its_figures(capsys):
