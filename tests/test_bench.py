@@ -5,7 +5,7 @@ import json
 import pytest
 
 from transferlab import ExperimentConfig, create_backbone, get_spec
-from transferlab.bench import forward_flops, loop_gflop, main, run_reference, run_transferlab
+from transferlab.bench import forward_flops, loop_gflop, main, run_gpu_throughput, run_reference, run_transferlab
 
 
 def test_reference_and_transferlab_loops_train_the_same_experiment():
@@ -48,3 +48,10 @@ def test_one_case_runs_alone_and_prints_its_figures(capsys):
     with pytest.raises(SystemExit):
         main(["--case", "tutorial"])
     assert "--case must be one of reference, transferlab, dashboard" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
+def test_the_gpu_throughput_case_runs_its_code_on_the_cpu(backbone):
+    # The GPU case only runs where CUDA is; the same code, tiny, must not wait for one to fail.
+    figures = run_gpu_throughput(backbone, steps=1, batch=2, size=32, device="cpu")
+    assert figures["images_per_s"] > 0

@@ -15,9 +15,10 @@ per class, the fixed 2 000-image test split), epochs, optimiser and device:
 
 at freeze depth k = 0, half the blocks (both neighbours when the count is odd: 4 and 5 of
 EfficientNet-Lite0's 9) and all blocks. Each loop also reports its work in counted FLOPs: the
-speed-up up to the ratio of the two is doing less work; beyond it, doing the same work faster. Then the dashboard's default comparison
-(both arms): seconds to the first plotted point and to the verdict, and peak memory. On a GPU,
-training throughput at 224 px next to timm's published RTX 3090 figures.
+speed-up up to the ratio of the two is doing less work; beyond it, doing the same work faster.
+Then the dashboard's default comparison (both arms): seconds to the first plotted point and to the
+verdict, and peak memory. On a GPU, training throughput at 224 px next to timm's published RTX
+3090 figures.
 
 Every case runs in its own process, so peak resident memory is that case's own. Figures are
 medians over `--repeats` runs.
@@ -177,20 +178,24 @@ def run_dashboard_default(config) -> dict:
     }
 
 
-def run_gpu_throughput(backbone: str, steps: int = 30, batch: int = 256) -> dict:
-    """Training images/s at 224 px on CUDA: bf16 autocast, channels_last, synthetic batches."""
+def run_gpu_throughput(backbone: str, steps: int = 30, batch: int = 256, size: int = 224, device: str = "cuda") -> dict:
+    """Training images/s at 224 px on CUDA: bf16 autocast, channels_last, synthetic batches.
+
+    `device="cpu"` (with small sizes) runs the same code where there is no GPU, for tests.
+    """
     import torch
     import torch.nn.functional as F
 
     from .backbones import create_backbone
 
-    model = create_backbone(backbone, 1000, pretrained=False).cuda().to(memory_format=torch.channels_last).train()
+    model = create_backbone(backbone, 1000, pretrained=False).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 1000, (batch,), device="cuda")
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    synchronize = torch.cuda.synchronize if device == "cuda" else lambda: None
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
             loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -198,11 +203,11 @@ def run_gpu_throughput(backbone: str, steps: int = 30, batch: int = 256) -> dict
 
     for _ in range(5):
         step()
-    torch.cuda.synchronize()
+    synchronize()
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    torch.cuda.synchronize()
+    synchronize()
     return {"images_per_s": steps * batch / (time.perf_counter() - started)}
 
 
