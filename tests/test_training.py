@@ -122,6 +122,20 @@ def test_augmented_views_are_cached_and_cycled(tiny):
     assert not result.history.query("split == 'test'").accuracy.isna().any()
 
 
+def test_features_too_big_for_the_cache_are_never_computed_whole(tiny, monkeypatch):
+    # A run whose features would not fit runs the prefix every batch: memory stays bounded.
+    config = replace(tiny, freeze_depth=2)
+    small = FeatureCache(max_bytes=1000)
+    monkeypatch.setattr(training, "feature_cache", lambda: small)
+    result = compare(config, arms=["finetune"])
+    assert not result.runs["finetune"].cached and not result.table.cached_features[0]
+    assert small.misses == 0 and small.nbytes == 0
+    plain = compare(replace(config, cache_features=False), arms=["finetune"])
+    assert torch.allclose(torch.tensor(result.history.loss.values), torch.tensor(plain.history.loss.values))
+    monkeypatch.setattr(training, "feature_cache", lambda: FeatureCache(max_bytes=2**20))
+    assert compare(config, arms=["finetune"]).runs["finetune"].cached  # the same run fits in 1 MB
+
+
 def test_feature_cache_is_bounded_and_evicts_least_recent():
     cache = FeatureCache(max_bytes=3 * 400)
     for key in "abc":

@@ -5,8 +5,8 @@ mode), so their output for a given image never changes either. `FeatureCache` ke
 block-k activations, keyed by everything they depend on: the prefix's weights, k, the images
 (dataset, subset), the input size, the augmented views and the device. The cache is shared by
 all runs in a process (the dashboard's repeated runs hit it), bounded in bytes, and evicts the
-least recently used entry; an entry larger than the whole budget is not cached at all, and the
-caller recomputes the prefix every batch instead.
+least recently used entry. A run whose features would not fit in the whole budget does not
+compute them at all: it runs the prefix every batch instead (`Run._features_fit`).
 """
 
 from __future__ import annotations

@@ -340,7 +340,7 @@ class Run:
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.augment_rng = torch.Generator().manual_seed(config.seed + 1)
         # Caching is only correct when the prefix is a fixed function: BatchNorm frozen too.
-        self.cached = config.cache_features and self.k > 0 and config.freeze_bn_stats
+        self.cached = config.cache_features and self.k > 0 and config.freeze_bn_stats and self._features_fit()
         self.fingerprint: str | None = None
         self.epoch = self.step = self.images_seen = 0
         self.seconds = 0.0
@@ -416,6 +416,16 @@ class Run:
     def release(self) -> None:
         """Drop the network and optimiser (keeping tables, history and predictions) to free memory."""
         self.model = self.optimizer = self.scheduler = None
+
+    def _features_fit(self) -> bool:
+        """Whether this run's block-k features (every training view and test image) fit in the
+        feature cache's budget. When they do not, the prefix runs every batch instead, so memory
+        stays bounded (say, every Fashion-MNIST training image at k = 1: about 4 GB)."""
+        data, cfg = self.data, self.config
+        one = self._prefix(data.train_images[:1])  # frozen blocks are in eval mode: nothing changes
+        views = cfg.augment_views if cfg.augment else 1
+        images = len(data.train_labels) * views + len(data.test_labels)
+        return images * one.numel() * one.element_size() <= feature_cache().max_bytes
 
     def _cached(self, name: str, images: torch.Tensor, views: int = 1) -> torch.Tensor:
         if self.fingerprint is None:  # hashing the prefix's weights once: they never change
