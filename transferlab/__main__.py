@@ -38,7 +38,7 @@ def _per_class(value: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .training import ExperimentConfig
+    from .training import PRECISIONS, ExperimentConfig
 
     d = ExperimentConfig()
     parser = argparse.ArgumentParser(prog="python -m transferlab", description=__doc__.split("\n")[0])
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default=d.device, help="auto (cuda, mps, cpu), cpu, cuda, ...")
     c.add_argument(
         "--precision",
-        choices=["auto", "fp32"],
+        choices=PRECISIONS,
         default=d.precision,
         help="auto: bfloat16 where the hardware is fast at it; fp32: the same numbers on every CPU",
     )
