@@ -1,11 +1,12 @@
 import threading
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from transferlab import ARMS, Arm, Callback, ConfigError, StopTraining, compare, feature_cache, training
+from transferlab import ARMS, Arm, Callback, ConfigError, History, StopTraining, compare, feature_cache, training
 from transferlab.features import FeatureCache
 from transferlab.training import bf16_passes
 
@@ -172,3 +173,28 @@ def test_settings_that_cannot_work_fail_before_training(tiny):
     with pytest.raises(ConfigError, match="unknown arm"):
         compare(tiny, arms=["finetune", "magic"])
     assert set(ARMS) == {"finetune", "scratch", "probe"}
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_naming_the_arm_the_step_and_what_to_lower(tiny):
+    from transferlab.errors import TrainingDiverged
+
+    history = History()
+    with pytest.raises(
+        TrainingDiverged, match=r"The finetune arm's training loss became NaN or infinite at step \d+ of 12"
+    ):
+        compare(replace(tiny, lr=1e30, head_lr_mult=10), arms=["finetune"], callbacks=[history])
+    assert all(np.isfinite(r.loss) for r in history.records)  # nothing NaN reached a chart
+    with pytest.raises(
+        TrainingDiverged, match=r"Lower the learning rate \(now 1e\+30\) or the head's multiplier \(now x10\)"
+    ):
+        compare(replace(tiny, lr=1e30, head_lr_mult=10), arms=["finetune"])
+
+
+def test_a_run_beyond_the_cap_is_refused_before_training_with_what_to_change(tiny):
+    with pytest.raises(
+        ConfigError,
+        match=r"32 images x 3 epochs = 96 images per arm; this server allows 50\. "
+        r"Choose at most 4 images per class, or at most 1 epoch\.$",
+    ):
+        compare(tiny, max_work=50)
+    assert compare(tiny, arms=["finetune"], max_work=96).table.test_accuracy.notna().all()

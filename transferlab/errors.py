@@ -15,3 +15,7 @@ class ConfigError(TransferlabError, ValueError):
 
 class StopTraining(TransferlabError):
     """Raised by a callback (or a stop request) to end training after the current batch."""
+
+
+class TrainingDiverged(TransferlabError):
+    """The loss became NaN or infinite: the message names the arm, the step and what to lower."""

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .backbones import BlockNet, create_backbone, get_spec
 from .datasets import ImageDataset, augment_batch, load_dataset, select_classes, stratified_indices, to_model_input
-from .errors import ConfigError, StopTraining
+from .errors import ConfigError, StopTraining, TrainingDiverged
 from .features import feature_cache, prefix_fingerprint
 from .freezing import freeze_to
 
@@ -40,10 +40,12 @@ __all__ = [
     "Record",
     "Run",
     "bf16_passes",
+    "check_work",
     "compare",
     "pick_device",
     "prepare_data",
     "pretrain",
+    "verdict",
 ]
 
 
@@ -505,11 +507,14 @@ class Run:
             self.epoch = epoch
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), device=self.device)
+            first_bad = torch.full((), -1, device=self.device)  # the first step whose loss was NaN or inf
             seen = 0
             for x, y in self._train_batches():
                 with self._autocast(training=True):
                     logits = self.model(x, start=self.k)
                 loss = F.cross_entropy(logits.float(), y)
+                # Kept on the device and read once an epoch: no host synchronisation per step.
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), self.step + 1, first_bad)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -524,6 +529,8 @@ class Run:
                     cb.on_batch_end(self)
             self.seconds += time.perf_counter() - started
             started = time.perf_counter()
+            if first_bad.item() >= 0:
+                raise self._diverged(int(first_bad.item()))
             self._emit("train", loss_sum.item() / seen, correct.item() / seen)
             loss, acc, _ = self.evaluate(self.data.eval_rows)
             self.seconds += time.perf_counter() - started
@@ -535,6 +542,15 @@ class Run:
         self._emit("test", self.test_loss, self.test_accuracy)
         for cb in self.callbacks:
             cb.on_run_end(self)
+
+    def _diverged(self, step: int) -> TrainingDiverged:
+        cfg = self.config
+        head = f" or the head's multiplier (now x{cfg.head_lr_mult:g})" if cfg.head_lr_mult > 1 else ""
+        return TrainingDiverged(
+            f"The {self.arm.name} arm's training loss became NaN or infinite at step {step} of "
+            f"{self.total_steps} (epoch {self.epoch}), so the run was stopped. "
+            f"Lower the learning rate (now {cfg.lr * self.arm.lr_mult:g}){head} and run it again."
+        )
 
     def row(self) -> dict:
         """This run's line in a result table."""
@@ -583,17 +599,22 @@ class ComparisonResult:
 
     def verdict(self) -> str:
         """One sentence: who won, by how much, in how long."""
-        if self.stopped:
-            return "Stopped before the end: no verdict."
-        t = self.table.sort_values("test_accuracy", ascending=False).reset_index(drop=True)
-        if len(t) == 1:
-            return f"{t.arm[0]}: test accuracy {t.test_accuracy[0]:.1%} in {t.seconds[0]:.0f} s."
-        a, b = t.iloc[0], t.iloc[1]
-        return (
-            f"{a.arm} wins: {a.test_accuracy:.1%} vs {b.arm} {b.test_accuracy:.1%} "
-            f"(+{(a.test_accuracy - b.test_accuracy) * 100:.1f} points), "
-            f"{a.seconds:.0f} s vs {b.seconds:.0f} s."
-        )
+        return verdict(self.table, self.stopped)
+
+
+def verdict(table: pd.DataFrame, stopped: bool = False) -> str:
+    """One sentence from a result table (a row per arm): who won, by how much, in how long."""
+    if stopped:
+        return "Stopped before the end: no verdict."
+    t = table.sort_values("test_accuracy", ascending=False).reset_index(drop=True)
+    if len(t) == 1:
+        return f"{t.arm[0]}: test accuracy {t.test_accuracy[0]:.1%} in {t.seconds[0]:.0f} s."
+    a, b = t.iloc[0], t.iloc[1]
+    return (
+        f"{a.arm} wins: {a.test_accuracy:.1%} vs {b.arm} {b.test_accuracy:.1%} "
+        f"(+{(a.test_accuracy - b.test_accuracy) * 100:.1f} points), "
+        f"{a.seconds:.0f} s vs {b.seconds:.0f} s."
+    )
 
 
 def compare(
@@ -601,6 +622,7 @@ def compare(
     arms: Sequence[str | Arm] = ("finetune", "scratch"),
     callbacks: Sequence[Callback] = (),
     stop: threading.Event | None = None,
+    max_work: int | None = None,
 ) -> ComparisonResult:
     """Train several arms on the same data, interleaved epoch by epoch.
 
@@ -609,6 +631,7 @@ def compare(
         arms: names from `ARMS` or `Arm`s.
         callbacks: sinks for the records (progress bars, printers, live charts).
         stop: set it from another thread to stop within one batch.
+        max_work: refuse (before training) a run of more training images x epochs per arm than this.
 
     Returns:
         A `ComparisonResult`; `stopped` is True when a stop request or callback ended it early.
@@ -623,6 +646,7 @@ def compare(
         raise ConfigError(f"arm names must differ: {names}")
     device = pick_device(config.device)
     data = prepare_data(config, device)
+    check_work(config, len(data.train_labels), data.dataset.num_classes, max_work)
     history = History()
     sinks = [history, *callbacks] + ([StopOnEvent(stop)] if stop is not None else [])
     runs = {a.name: Run(config, a, data, device, sinks) for a in arms}
@@ -637,6 +661,21 @@ def compare(
         stopped = True
     table = pd.DataFrame([run.row() for run in runs.values()])
     return ComparisonResult(config, table, history.frame(), runs, data, stopped)
+
+
+def check_work(config: ExperimentConfig, train_images: int, num_classes: int, max_work: int | None) -> None:
+    """Raise `ConfigError` saying what to change when one arm would train more than `max_work`
+    images x epochs (a server's cap, so that one job cannot hold the device for everyone)."""
+    work = train_images * config.epochs
+    if max_work is None or work <= max_work:
+        return
+    per_class = max(1, max_work // (config.epochs * num_classes))
+    epochs = max(1, max_work // train_images)
+    raise ConfigError(
+        f"This comparison trains {train_images:,} images x {config.epochs} epochs = {work:,} images per arm; "
+        f"this server allows {max_work:,}. Choose at most {per_class:,} images per class, "
+        f"or at most {epochs} epoch{'s' if epochs > 1 else ''}."
+    )
 
 
 def pretrain(config: ExperimentConfig, callbacks: Sequence[Callback] = ()) -> tuple[dict, ComparisonResult]:
