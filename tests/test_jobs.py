@@ -1,147 +1,196 @@
-"""The job queue the dashboard's sessions share: order, position, stop, failures, isolation."""
+"""The job queue a server's sessions share: worker processes, order, stop, failures, joining, the store."""
 
-import threading
 import time
 from dataclasses import replace
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 
-from transferlab import ExperimentConfig, compare
 from transferlab.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobQueue
+from transferlab.store import RunStore
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def queue():
-    q = JobQueue()
+    """One worker process for the module's tests: starting one costs a few seconds of imports."""
+    q = JobQueue(workers=1)
     yield q
     q.shutdown()
 
 
-def wait_until(condition, timeout=30.0):
+def wait_until(condition, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.01)
 
 
-def gated_runner(gate: threading.Event):
-    """compare(), but each job first waits for `gate`: holds the worker so the queue can be inspected."""
-
-    def run(config, arms, callbacks, stop):
-        gate.wait(30)
-        return compare(config, arms, callbacks=callbacks, stop=stop)
-
-    return run
+def long(tiny, seed=0):
+    """A tiny comparison that trains for minutes unless stopped."""
+    return replace(tiny, epochs=100_000, seed=seed)
 
 
 def test_jobs_run_one_at_a_time_in_submission_order(queue, tiny):
     jobs = [queue.submit(replace(tiny, seed=s)) for s in range(3)]
-    assert all(j.wait(60) for j in jobs)
+    assert all(j.wait(120) for j in jobs)
     assert [j.status for j in jobs] == [DONE] * 3
     for earlier, later in zip(jobs, jobs[1:]):
-        assert earlier.finished <= later.started  # never two at once
-    assert [j.result.config.seed for j in jobs] == [0, 1, 2]
+        assert earlier.finished <= later.started  # one worker: never two at once
+    assert [j.outcome.config.seed for j in jobs] == [0, 1, 2]
 
 
-def test_a_finished_job_holds_curves_result_and_progress(queue, tiny):
-    job = queue.submit(tiny)
+def test_training_happens_in_a_worker_process_and_comes_back_as_plain_data(queue, tiny):
+    job = queue.submit(replace(tiny, seed=10))
     assert job.history().empty and list(job.history().columns)[:3] == ["arm", "epoch", "step"]
-    assert job.wait(60) and job.status == DONE and job.error is None
+    assert job.wait(120) and job.status == DONE and job.error is None
     h = job.history()
     assert set(h.arm) == {"finetune", "scratch"} and (h.split == "eval").sum() == 2 * tiny.epochs
     assert job.progress == 1.0 and job.images_per_second > 0 and job.device.startswith("CPU")
     assert job.position is None and not job.active
-    assert job.result.verdict().startswith(("finetune wins", "scratch wins"))
-    # The networks are let go (a class's sessions would pile them up); predictions stay.
-    assert job.result.runs["finetune"].model is None
-    assert job.result.runs["finetune"].test_predictions is not None
+    outcome = job.outcome
+    assert outcome.verdict().startswith(("finetune wins", "scratch wins"))
+    # A finished job holds numbers and a few images, never a network or a dataset.
+    for value in vars(outcome).values():
+        assert isinstance(value, str | bool | float | tuple | dict | pd.DataFrame | np.ndarray | type(tiny))
+        assert not isinstance(value, torch.nn.Module | torch.Tensor)
+    assert outcome.labels.shape == outcome.predictions["finetune"].shape
+    images, labels, preds = outcome.mistakes["scratch"]
+    assert images.dtype == np.uint8 and len(images) <= 12 and (labels != preds).all()
+    assert queue.jobs() == []  # the queue keeps no finished job
 
 
-def test_keep_models_keeps_the_trained_networks(tiny):
-    q = JobQueue(keep_models=True)
-    try:
-        job = q.submit(tiny, arms=["finetune"])
-        assert job.wait(60) and job.result.runs["finetune"].model is not None
-    finally:
-        q.shutdown()
+def test_position_counts_the_jobs_ahead_and_a_waiting_job_can_leave(queue, tiny):
+    a, b, c = queue.submit(long(tiny, 20)), queue.submit(replace(tiny, seed=21)), queue.submit(replace(tiny, seed=22))
+    wait_until(lambda: a.status == RUNNING)
+    assert (a.position, b.position, c.position) == (0, 1, 2)
+    assert (b.status, c.status) == (QUEUED, QUEUED) and queue.jobs() == [a, b, c]
+    b.stop()  # leaves the queue at once, never trains
+    assert b.status == STOPPED and b.outcome is None and c.position == 1
+    a.stop()
+    assert a.wait(30) and c.wait(120)
+    assert (a.status, b.status, c.status) == (STOPPED, STOPPED, DONE)
+    assert b.started is None and queue.jobs() == []
 
 
-def test_position_counts_the_jobs_ahead_and_a_waiting_job_can_leave(tiny):
-    gate = threading.Event()
-    queue = JobQueue(runner=gated_runner(gate))
-    try:
-        a, b, c = (queue.submit(replace(tiny, seed=s)) for s in range(3))
-        wait_until(lambda: a.status == RUNNING)
-        assert (a.position, b.position, c.position) == (0, 1, 2)
-        assert (b.status, c.status) == (QUEUED, QUEUED)
-        assert queue.jobs() == [a, b, c]
-        b.stop()  # leaves the queue at once, never trains
-        assert b.status == STOPPED and b.result is None and c.position == 1
-        gate.set()
-        assert a.wait(60) and c.wait(60)
-        assert (a.status, b.status, c.status) == (DONE, STOPPED, DONE)
-        assert b.started is None and queue.jobs() == []
-    finally:
-        gate.set()
-        queue.shutdown()
-
-
-def test_stop_ends_a_running_job_within_a_batch(queue, tiny):
-    job = queue.submit(replace(tiny, epochs=500))
+def test_stop_reaches_the_worker_within_a_batch(queue, tiny):
+    job = queue.submit(long(tiny, 30))
     wait_until(lambda: len(job.records()) > 0)
+    asked = time.monotonic()
     job.stop()
     assert job.wait(30) and job.status == STOPPED
-    assert job.result.stopped and job.result.verdict().startswith("Stopped")
-    assert job.history().epoch.max() < 500
-    # The worker goes on with the next job.
-    assert queue.submit(tiny).wait(60)
+    assert time.monotonic() - asked < 5  # the worker's own answer, not the grace period's kill
+    assert job.outcome.stopped and job.outcome.verdict().startswith("Stopped")
+    assert job.history().epoch.max() < 100_000
+    assert queue.submit(replace(tiny, seed=31)).wait(120)  # the same worker goes on
 
 
 def test_a_failure_keeps_its_message_and_the_worker_goes_on(queue, tiny):
     bad = queue.submit(replace(tiny, per_class=1000))  # test_blobs has 40 training images per class
-    good = queue.submit(tiny)
-    assert bad.wait(60) and good.wait(60)
-    assert bad.status == FAILED and bad.result is None
+    good = queue.submit(replace(tiny, seed=40))
+    assert bad.wait(120) and good.wait(120)
+    assert bad.status == FAILED and bad.outcome is None
     assert "only 40 training images" in bad.error and "per_class <= 40" in bad.error
     assert good.status == DONE
 
 
-def test_an_unexpected_error_is_reported_with_its_type():
-    def broken(config, arms, callbacks, stop):
-        raise RuntimeError("CUDA out of memory")
+def test_a_loss_that_becomes_nan_fails_the_job_with_what_to_lower(queue, tiny):
+    job = queue.submit(replace(tiny, lr=1e30, seed=50))
+    assert job.wait(120) and job.status == FAILED
+    assert "loss became NaN or infinite at step" in job.error and "Lower the learning rate (now 1e+30)" in job.error
+    assert job.history().empty or job.history().loss.notna().all()  # never a chart of NaN
 
-    q = JobQueue(runner=broken)
+
+def test_a_job_beyond_the_servers_cap_is_refused_with_what_to_change(tiny):
+    q = JobQueue(workers=1, max_work=100)
     try:
-        job = q.submit(ExperimentConfig())
-        assert job.wait(10) and job.status == FAILED and job.error == "RuntimeError: CUDA out of memory"
+        job = q.submit(replace(tiny, per_class=10, epochs=3))  # 40 images x 3 epochs = 120
+        assert job.wait(120) and job.status == FAILED
+        assert "this server allows 100" in job.error and "at most 2 epochs" in job.error
     finally:
         q.shutdown()
 
 
-def test_two_sessions_see_only_their_own_jobs(tiny):
-    gate = threading.Event()
-    queue = JobQueue(runner=gated_runner(gate))
+def test_sessions_see_their_own_jobs_and_the_same_comparison_trains_once(queue, tiny):
+    holder = queue.submit(long(tiny, 60), owner="teacher")
+    wait_until(lambda: holder.status == RUNNING)
+    alice = queue.submit(replace(tiny, seed=61), owner="alice")
+    bob = queue.submit(replace(tiny, seed=61), owner="bob")  # the same comparison
+    carol = queue.submit(replace(tiny, seed=62), owner="carol")
+    assert bob is alice and alice.owners == {"alice", "bob"}
+    assert queue.jobs("alice") == [alice] and queue.jobs("carol") == [carol] and queue.jobs("teacher") == [holder]
+    # One student leaving a shared comparison does not stop it for the other.
+    alice.stop(owner="alice")
+    assert alice.status == QUEUED and alice.owners == {"bob"} and queue.jobs("alice") == []
+    holder.stop()
+    assert alice.wait(120) and carol.wait(120) and alice.status == DONE
+    assert len(alice.records()) == 2 * (2 * tiny.epochs + 1)
+
+
+def test_finished_comparisons_are_stored_and_come_back_at_once(tmp_path, tiny):
+    store = RunStore(tmp_path / "runs.sqlite")
+    q = JobQueue(workers=1, store=store)
     try:
-        # Each "session" keeps its own list, as the dashboard keeps its jobs in st.session_state.
-        alice = [queue.submit(replace(tiny, epochs=2), owner="alice")]
-        bob = [queue.submit(replace(tiny, epochs=3), owner="bob")]
-        alice.append(queue.submit(replace(tiny, epochs=2, seed=1), owner="alice"))
-        assert queue.jobs("alice") == alice and queue.jobs("bob") == bob
-        assert bob[0].position == 1 and alice[1].position == 2  # one shared line for the device
-        gate.set()
-        assert all(j.wait(60) for j in alice + bob)
-        # Each job's stream holds its own records only.
-        assert all(j.history().epoch.max() == 2 for j in alice) and bob[0].history().epoch.max() == 3
-        assert len(bob[0].records()) == 2 * (2 * 3 + 1)
+        first = q.submit(tiny, owner="alice")
+        assert first.wait(120) and first.status == DONE and first.stored is not None
+        again = q.submit(tiny, owner="bob")  # a second session, the same comparison
+        assert again.status == DONE and again.stored == first.stored and again is not first
+        assert again.outcome.verdict() == first.outcome.verdict()
+        assert list(store.comparisons(owner="bob").id) == [first.stored] and len(store) == 1
+        other = q.submit(replace(tiny, seed=1), owner="alice")
+        assert other.status == QUEUED and other.wait(120)
+        assert set(store.comparisons(owner="alice").id) == {first.stored, other.stored}
     finally:
-        gate.set()
-        queue.shutdown()
+        q.shutdown()
+
+
+def test_an_unexpected_error_is_reported_with_its_type(tiny):
+    q = JobQueue(workers=1, runner="tests.job_runners:broken")
+    try:
+        job = q.submit(tiny)
+        assert job.wait(60) and job.status == FAILED and job.error == "RuntimeError: CUDA out of memory"
+    finally:
+        q.shutdown()
+
+
+def test_a_worker_that_dies_is_replaced_and_its_job_fails(tiny):
+    q = JobQueue(workers=1, runner="tests.job_runners:dies_on_seed_13")
+    try:
+        doomed, after = q.submit(replace(tiny, seed=13)), q.submit(tiny)
+        assert doomed.wait(120) and doomed.status == FAILED and "training process died" in doomed.error
+        assert after.wait(120) and after.status == DONE  # a new worker took over
+    finally:
+        q.shutdown()
+
+
+def test_a_worker_that_ignores_a_stop_is_killed_and_replaced(tiny):
+    q = JobQueue(workers=1, runner="tests.job_runners:deaf_on_seed_7", stop_grace=1.0)
+    try:
+        deaf, after = q.submit(replace(tiny, seed=7)), q.submit(tiny)
+        wait_until(lambda: deaf.status == RUNNING)
+        deaf.stop()
+        assert deaf.wait(15) and deaf.status == STOPPED
+        assert after.wait(120) and after.status == DONE
+    finally:
+        q.shutdown()
+
+
+def test_two_workers_train_two_jobs_at_once(tiny):
+    q = JobQueue(workers=2)
+    try:
+        a, b = q.submit(long(tiny, 70)), q.submit(long(tiny, 71))
+        wait_until(lambda: a.status == RUNNING and b.status == RUNNING)
+        assert a.position == b.position == 0
+        a.stop(), b.stop()
+        assert a.wait(30) and b.wait(30)
+    finally:
+        q.shutdown()
 
 
 def test_shutdown_stops_waiting_and_running_jobs(tiny):
-    q = JobQueue()
-    running = q.submit(replace(tiny, epochs=500))
-    waiting = q.submit(tiny)
+    q = JobQueue(workers=1)
+    running, waiting = q.submit(long(tiny)), q.submit(tiny)
     wait_until(lambda: running.status == RUNNING)
     q.shutdown()
     assert running.wait(30) and running.status == STOPPED and waiting.status == STOPPED

@@ -1,70 +1,82 @@
-"""A process-wide queue of training jobs: one worker thread trains them one at a time, in order.
+"""The queue of comparisons a server trains: worker processes, in order, each result stored once.
 
-One machine serves a whole class from the dashboard: every session submits jobs to the same
-`JobQueue`, the device trains one job at a time in submission order, and each session keeps,
-and sees, only the `Job`s it submitted. While a job trains, its records stream into a
-thread-safe list, so a page can redraw the live curves from `job.history()` at any moment;
-`job.stop()` ends a running job within one batch (or takes a waiting one out of the queue).
+One machine serves a whole class from the dashboard. Every session submits its comparisons to
+the same `JobQueue`; worker processes (`transferlab.worker`, one per device by default) train
+them in submission order and stream their records back, so the page server's interpreter only
+serves pages and every open page costs the training nothing. Each session sees only the `Job`s
+it owns.
 
-    >>> queue = JobQueue()
+    >>> queue = JobQueue(store=RunStore())
     >>> job = queue.submit(ExperimentConfig(per_class=10, freeze_depth=4), owner="session-1")
     >>> job.status, job.position          # ("queued", 0), then ("running", 0)
-    >>> job.wait(); job.result.verdict()
+    >>> job.wait(); job.outcome.verdict()
 
-Plain threads, no streamlit: the dashboard holds the queue in `st.cache_resource` and its jobs
-in `st.session_state`; a notebook or a test can use it as it is.
+Asking twice for the same comparison (configuration, seed and arms) costs one run: a queued or
+running one is joined, and a finished one comes from the run store at once. Thirty students on the
+default settings cost one run. A worker that dies is replaced and its job reported as failed; one
+that does not answer a stop in `stop_grace` seconds is killed and replaced.
+
+Plain threads and processes, no streamlit: the dashboard holds the queue in `st.cache_resource`.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from multiprocessing import Pipe
 
 import pandas as pd
 
-from .errors import TransferlabError
-from .training import Arm, Callback, ComparisonResult, ExperimentConfig, Record, Run, compare, device_name
+from .outcome import Outcome, comparison_key, empty_history
+from .store import RunStore
+from .training import ARMS, ExperimentConfig, Record
 
 __all__ = ["DONE", "FAILED", "QUEUED", "RUNNING", "STOPPED", "Job", "JobQueue"]
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 FINISHED = (DONE, STOPPED, FAILED)
+POLL_SECONDS = 0.2  # how often a waiting coordinator looks at its worker and the stop flag
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
-Runner = Callable[..., ComparisonResult]  # compare's signature: (config, arms, callbacks, stop)
-
 
 @dataclass(eq=False)
 class Job:
-    """One comparison waiting for, or on, the device. Read it from any thread.
+    """One comparison waiting for, or on, a worker, or finished. Read it from any thread.
 
     Attributes:
-        config, arms: what to train (as for `compare`).
-        owner: who submitted it (a dashboard session id); `JobQueue.jobs(owner)` filters on it.
+        config, arms: what to train (as for `compare`; arms by name).
+        owners: the sessions that asked for it; `JobQueue.jobs(owner)` filters on them.
         status: "queued", "running", then "done", "stopped" or "failed".
         error: what went wrong, for a failed job: a message a learner can act on.
-        result: the `ComparisonResult` once finished (also after a stop, with partial curves).
+        outcome: the `Outcome` once done (or stopped after its final test), plain data.
+        stored: the run store's id of the outcome, when it was stored (or came from the store).
         phase: what a running job is doing now, in words ("training", "final test", ...).
         device: where it trains ("CPU (2 threads)", the GPU's name), once it started.
+        version: grows with every change a page would show (records, progress, status).
         submitted, started, finished: `time.time()` stamps.
     """
 
     config: ExperimentConfig
-    arms: tuple[str | Arm, ...] = ("finetune", "scratch")
-    owner: str | None = None
+    arms: tuple[str, ...] = ("finetune", "scratch")
+    owners: set[str] = field(default_factory=set)
     id: int = field(default_factory=lambda: next(_ids))
     status: str = QUEUED
     error: str | None = None
-    result: ComparisonResult | None = field(default=None, repr=False)
-    phase: str = "waiting for the device"
+    outcome: Outcome | None = field(default=None, repr=False)
+    stored: int | None = None
+    phase: str = "waiting for a worker"
     device: str | None = None
+    version: int = 0
     submitted: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -77,6 +89,18 @@ class Job:
     _training_since: float | None = field(default=None, repr=False)
     _queue: JobQueue | None = field(default=None, repr=False)
 
+    @property
+    def key(self) -> str:
+        return comparison_key(self.config, self.arms)
+
+    @classmethod
+    def from_store(cls, outcome: Outcome, stored: int, owner: str | None) -> Job:
+        """A job that is already done: a comparison the run store holds."""
+        job = cls(outcome.config, outcome.arms, {owner} if owner else set(), stored=stored)
+        job.device, job.started = outcome.device, time.time() - outcome.elapsed
+        job._finish(DONE, outcome)
+        return job
+
     # -- reading, from any thread --
 
     def records(self) -> list[Record]:
@@ -86,7 +110,10 @@ class Job:
 
     def history(self) -> pd.DataFrame:
         """The records so far as the tidy table `plots.learning_curves` takes (columns even when empty)."""
-        return pd.DataFrame([asdict(r) for r in self.records()], columns=list(Record.__dataclass_fields__))
+        if self.outcome is not None:
+            return self.outcome.history
+        records = self.records()
+        return pd.DataFrame([asdict(r) for r in records]) if records else empty_history()
 
     @property
     def active(self) -> bool:
@@ -98,7 +125,7 @@ class Job:
 
     @property
     def position(self) -> int | None:
-        """How many jobs run before this one starts: 0 when running (or next), None when finished."""
+        """How many jobs start before this one: 0 when running (or next), None when finished."""
         if self.done:
             return None
         return self._queue.position(self) if self._queue else 0
@@ -122,8 +149,7 @@ class Job:
             images, since = sum(self._images.values()), self._training_since
         if not images or since is None:
             return None
-        end = self.finished or time.time()
-        return images / max(end - since, 1e-6)
+        return images / max((self.finished or time.time()) - since, 1e-6)
 
     @property
     def elapsed(self) -> float:
@@ -136,153 +162,268 @@ class Job:
         """Block until the job has finished; returns whether it has."""
         return self._done.wait(timeout)
 
-    def stop(self) -> None:
-        """Stop training within one batch, or take the job out of the queue if it still waits."""
+    def stop(self, owner: str | None = None) -> None:
+        """Stop training within one batch, or take the job out of the queue if it still waits.
+
+        With `owner`, only that session lets go: a job other sessions joined goes on for them.
+        """
+        with self._lock:
+            if owner is not None and self.owners - {owner}:
+                self.owners.discard(owner)
+                self.version += 1
+                return
         self.stop_event.set()
         if self._queue is not None:
             self._queue._withdraw(self)
 
-    # -- written by the worker --
+    # -- written by the coordinator --
 
-    def _finish(self, status: str, result: ComparisonResult | None = None, error: str | None = None) -> None:
-        self.result, self.error = result, error
-        self.finished = time.time()
-        self.phase = status
-        self.status = status  # last: a reader that sees the final status sees the result too
+    def _update(self, **fields) -> None:
+        with self._lock:
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.version += 1
+
+    def _handle(self, message: tuple) -> None:
+        kind, _, *args = message
+        with self._lock:
+            if kind == "record":
+                self._records.append(args[0])
+            elif kind == "start":
+                arm, total, self.device = args
+                self._steps[arm] = (0, total)
+                self._images.setdefault(arm, 0)
+                self._training_since = self._training_since or time.time()
+                self.phase = "training"
+            elif kind == "progress":
+                arm, step, images = args
+                self._steps[arm] = (step, self._steps[arm][1])
+                self._images[arm] = images
+            elif kind == "phase":
+                self.phase = args[0]
+            self.version += 1
+
+    def _finish(self, status: str, outcome: Outcome | None = None, error: str | None = None) -> None:
+        with self._lock:
+            self.outcome, self.error = outcome, error
+            self.finished = time.time()
+            self.phase = status
+            self.status = status  # last: a reader that sees the final status sees the outcome too
+            self.version += 1
         self._done.set()
 
 
-class _JobSink(Callback):
-    """The worker's callback: pushes records into the job and keeps its progress counters."""
+class _Worker:
+    """One worker process and the server's end of its socket."""
 
-    def __init__(self, job: Job):
-        self.job = job
+    def __init__(self, runner: str | None, warm: str | None, env: dict[str, str]):
+        self.conn, child = Pipe(duplex=True)
+        command = [sys.executable, "-m", "transferlab.worker", str(child.fileno())]
+        command += ["--runner", runner] if runner else []
+        command += ["--warm", warm] if warm else []
+        self.process = subprocess.Popen(command, pass_fds=(child.fileno(),), env=env)
+        child.close()
 
-    def on_run_start(self, run: Run) -> None:
-        job = self.job
-        with job._lock:
-            job._steps[run.arm.name] = (0, run.total_steps)
-            job._images.setdefault(run.arm.name, 0)
-            if job._training_since is None:
-                job._training_since = time.time()
-        job.device = device_name(run.device)
-        job.phase = "training"
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
-    def on_batch_end(self, run: Run) -> None:
-        with self.job._lock:
-            self.job._steps[run.arm.name] = (run.step, run.total_steps)
-            self.job._images[run.arm.name] = run.images_seen
-
-    def on_record(self, run: Run, record: Record) -> None:
-        with self.job._lock:
-            self.job._records.append(record)
-        if record.split == "eval" and record.epoch == run.config.epochs:
-            self.job.phase = "final test on the whole test split"
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.conn.close()
 
 
 class JobQueue:
-    """A FIFO of jobs and one worker thread that trains them one at a time.
+    """A FIFO of comparisons and the worker processes that train them, one job per worker at a time.
 
     Args:
-        runner: what trains a job; `compare` (the default) or a stand-in with its signature.
-        keep_models: keep the trained networks in `job.result.runs[arm].model`. Off by default:
-            a classroom of sessions would otherwise pile up networks and optimiser states on the
-            device. Finished jobs keep their tables, histories and test predictions either way.
+        workers: how many worker processes (`$TRANSFERLAB_WORKERS`, else one per GPU, else one).
+            More than one per device pays off when the device has room, as a GPU serving a class has.
+        store: where finished comparisons are written, and found again instead of retrained.
+        max_work: refuse a comparison of more training images x epochs per arm than this.
+        runner: "MODULE:FUNCTION" with `compare`'s signature for the workers to call (tests use stand-ins).
+        warm: "DATASET:BACKBONE" each worker loads before its first job.
+        stop_grace: seconds a worker gets to answer a stop before it is killed and replaced.
     """
 
-    def __init__(self, runner: Runner = compare, keep_models: bool = False):
-        self.runner = runner
-        self.keep_models = keep_models
+    def __init__(
+        self,
+        workers: int | None = None,
+        store: RunStore | None = None,
+        max_work: int | None = None,
+        runner: str | None = None,
+        warm: str | None = None,
+        stop_grace: float = 10.0,
+    ):
+        self.workers = workers or int(os.environ.get("TRANSFERLAB_WORKERS", 0)) or _gpu_count() or 1
+        self.store, self.max_work, self.runner, self.warm = store, max_work, runner, warm
+        self.stop_grace = stop_grace
         self._waiting: deque[Job] = deque()
-        self._current: Job | None = None
+        self._running: list[Job] = []
         self._cond = threading.Condition()
-        self._worker: threading.Thread | None = None
         self._closed = False
+        self._procs: dict[int, _Worker] = {}
+        self._threads = [
+            threading.Thread(target=self._serve, args=(slot,), name=f"transferlab-jobs-{slot}", daemon=True)
+            for slot in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def submit(
-        self, config: ExperimentConfig, arms: Sequence[str | Arm] = ("finetune", "scratch"), owner: str | None = None
-    ) -> Job:
-        """Queue a comparison; returns its `Job` at once (status "queued")."""
-        job = Job(config, tuple(arms), owner, _queue=self)
+    def submit(self, config: ExperimentConfig, arms: Sequence[str] = ("finetune", "scratch"), owner=None) -> Job:
+        """Queue a comparison and return its `Job` at once.
+
+        The same comparison already queued or running is joined; one already in the store comes
+        back finished.
+        """
+        arms = tuple(arms)
+        unknown = [a for a in arms if a not in ARMS]
+        if unknown:
+            raise ValueError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+        key = comparison_key(config, arms)
         with self._cond:
             if self._closed:
                 raise RuntimeError("this JobQueue has been shut down; make a new one")
+            for job in self._running + list(self._waiting):
+                if job.key == key and not job.stop_event.is_set():
+                    if owner:
+                        job._update(owners=job.owners | {owner})
+                    return job
+        stored = self.store.find(key) if self.store else None
+        if stored is not None:
+            if owner:
+                self.store.add_owner(stored, owner)
+            return Job.from_store(self.store.load(stored), stored, owner)
+        job = Job(config, arms, {owner} if owner else set(), _queue=self)
+        with self._cond:
             self._waiting.append(job)
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="transferlab-jobs", daemon=True)
-                self._worker.start()
             self._cond.notify_all()
         return job
 
     def position(self, job: Job) -> int | None:
-        """0 when `job` is running (or next), n when n jobs run before it, None when not in the queue."""
+        """0 when `job` is running (or next), n when n jobs start before it, None when not in the queue."""
         with self._cond:
-            if job is self._current:
+            if job in self._running:
                 return 0
             for i, waiting in enumerate(self._waiting):
                 if waiting is job:
-                    return i + (self._current is not None)
+                    return max(0, i + len(self._running) - self.workers + 1)
             return None
 
     def jobs(self, owner: str | None = None) -> list[Job]:
         """The unfinished jobs, running first, then in queue order; only `owner`'s when given."""
         with self._cond:
-            jobs = ([self._current] if self._current else []) + list(self._waiting)
-        return [j for j in jobs if owner is None or j.owner == owner]
+            jobs = self._running + list(self._waiting)
+        return [j for j in jobs if owner is None or owner in j.owners]
 
     def shutdown(self, timeout: float | None = 10) -> None:
-        """Stop every job (waiting and running) and end the worker thread."""
+        """Stop every job (waiting and running) and end the workers."""
         with self._cond:
             self._closed = True
             waiting, self._waiting = list(self._waiting), deque()
-            current = self._current
+            for job in self._running:
+                job.stop_event.set()
             self._cond.notify_all()
         for job in waiting:
             job.stop_event.set()
             job._finish(STOPPED)
-        if current is not None:
-            current.stop_event.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+        for worker in list(self._procs.values()):
+            worker.kill()
 
     # -- internals --
 
     def _withdraw(self, job: Job) -> None:
         with self._cond:
             if job not in self._waiting:
-                return  # running (the stop event ends it within a batch) or already finished
+                return  # running (the coordinator passes the stop on) or already finished
             self._waiting.remove(job)
         job._finish(STOPPED)
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._waiting and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                job = self._current = self._waiting.popleft()
+    def _next(self) -> Job | None:
+        with self._cond:
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            job = self._waiting.popleft()
+            self._running.append(job)
+            return job
+
+    def _worker(self, slot: int) -> _Worker:
+        worker = self._procs.get(slot)
+        if worker is None or not worker.alive:
+            env = dict(os.environ)
+            if _gpu_count():  # one GPU per worker, round robin when there are more workers than GPUs
+                env["CUDA_VISIBLE_DEVICES"] = str(slot % _gpu_count())
+            worker = self._procs[slot] = _Worker(self.runner, self.warm, env)
+        return worker
+
+    def _serve(self, slot: int) -> None:
+        """One coordinator thread per worker: hands it jobs, relays its messages, watches it."""
+        self._worker(slot)  # started at once, so the first job does not wait for imports
+        while (job := self._next()) is not None:
             try:
-                self._execute(job)
+                self._run(job, self._worker(slot), slot)
+            except Exception as error:  # never leave a job hanging
+                log.exception("job %s", job.id)
+                job._finish(FAILED, error=f"{type(error).__name__}: {error}")
             finally:
                 with self._cond:
-                    self._current = None
+                    self._running.remove(job)
 
-    def _execute(self, job: Job) -> None:
-        if job.stop_event.is_set():  # stopped while being handed to the worker
+    def _run(self, job: Job, worker: _Worker, slot: int) -> None:
+        if job.stop_event.is_set():  # stopped while being handed over
             job._finish(STOPPED)
             return
-        job.started = time.time()
-        job.status, job.phase = RUNNING, "loading data and models"
-        try:
-            result = self.runner(job.config, job.arms, callbacks=[_JobSink(job)], stop=job.stop_event)
-        except TransferlabError as error:  # bad settings, missing weights or data: the message says what to do
-            job._finish(FAILED, error=str(error))
-        except Exception as error:  # a bug, or out of memory: say what, keep the worker alive
-            log.exception("job %s failed", job.id)
-            job._finish(FAILED, error=f"{type(error).__name__}: {error}")
-        else:
-            if not self.keep_models:
-                for run in result.runs.values():
-                    run.release()
-            job._finish(STOPPED if result.stopped else DONE, result=result)
+        job._update(status=RUNNING, phase="loading data and models", started=time.time())
+        worker.conn.send(("job", job.id, job.config, job.arms, self.max_work))
+        stop_sent = None
+        while True:
+            try:
+                message = worker.conn.recv() if worker.conn.poll(POLL_SECONDS) else None
+            except (EOFError, OSError):
+                message = None
+            if message is None and not worker.alive:
+                code = worker.process.wait()
+                self._procs.pop(slot, None)
+                job._finish(FAILED, error=f"the training process died (exit code {code}; out of memory?). Try again.")
+                return
+            if job.stop_event.is_set() and stop_sent is None:
+                worker.conn.send(("stop", job.id))
+                stop_sent = time.monotonic()
+            elif stop_sent is not None and time.monotonic() - stop_sent > self.stop_grace:
+                log.warning("worker %s did not stop job %s within %s s: replaced", slot, job.id, self.stop_grace)
+                self._procs.pop(slot).kill()
+                job._finish(STOPPED)
+                return
+            if message is None:
+                continue
+            kind = message[0]
+            if kind == "done":
+                self._finished(job, message[2])
+                return
+            if kind == "failed":
+                job._finish(FAILED, error=message[2])
+                return
+            if kind != "ready" and message[1] == job.id:
+                job._handle(message)
+
+    def _finished(self, job: Job, outcome: Outcome) -> None:
+        if outcome.stopped:
+            job._finish(STOPPED, outcome)
+            return
+        if self.store is not None:
+            owners = sorted(job.owners)
+            job.stored = self.store.save(outcome, owners[0] if owners else None)
+            for owner in owners[1:]:
+                self.store.add_owner(job.stored, owner)
+        job._finish(DONE, outcome)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()

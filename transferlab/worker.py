@@ -1,0 +1,137 @@
+"""A training worker process: the page server hands it comparisons, it sends back records.
+
+Started by `JobQueue` as `python -m transferlab.worker FD [--runner MODULE:FUNCTION] [--warm DATASET:BACKBONE]`,
+where FD is its end of a socket pair. Training here, not in the page server, is what keeps a room of
+open pages from slowing every run down: the server's interpreter only serves pages, and this
+process has the CPU cores (or the GPU) to itself.
+
+Messages (tuples over a `multiprocessing.connection.Connection`):
+    server -> worker: ("job", job_id, config, arms, max_work), ("stop", job_id)
+    worker -> server: ("ready", pid), ("start", job_id, arm, total_steps, device),
+                      ("progress", job_id, arm, step, images_seen), ("phase", job_id, text),
+                      ("record", job_id, Record), ("done", job_id, Outcome), ("failed", job_id, message)
+
+A stop request is read by a thread of its own, so it reaches the training loop within one batch
+(the loop checks it between batches and while caching features); the server kills a worker that
+does not answer in time and starts another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import queue
+import threading
+import time
+from multiprocessing.connection import Connection
+
+PROGRESS_EVERY = 0.2  # seconds between progress messages: a bar that moves, not a flood
+
+log = logging.getLogger("transferlab.worker")
+
+
+def _sink(conn: Connection, job_id: int):
+    from .training import Callback, device_name
+
+    class Sink(Callback):
+        """Forwards a run's events to the server, progress at most every `PROGRESS_EVERY` seconds."""
+
+        def __init__(self):
+            self.last = 0.0
+
+        def on_run_start(self, run) -> None:
+            conn.send(("start", job_id, run.arm.name, run.total_steps, device_name(run.device)))
+
+        def on_batch_end(self, run) -> None:
+            now = time.monotonic()
+            if now - self.last >= PROGRESS_EVERY or run.step == run.total_steps:
+                self.last = now
+                conn.send(("progress", job_id, run.arm.name, run.step, run.images_seen))
+
+        def on_record(self, run, record) -> None:
+            conn.send(("record", job_id, record))
+            if record.split == "eval" and record.epoch == run.config.epochs:
+                conn.send(("phase", job_id, "final test on the whole test split"))
+
+    return Sink()
+
+
+def _runner(spec: str | None):
+    if not spec:
+        from .training import compare
+
+        return compare
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _warm(spec: str | None) -> None:
+    """Load the default dataset and weights before the first job asks for them."""
+    if not spec:
+        return
+    from .backbones import backbone_status, create_backbone
+    from .datasets import dataset_status, load_dataset
+
+    dataset, _, backbone = spec.partition(":")
+    if dataset_status(dataset)[0]:
+        load_dataset(dataset)
+    if backbone_status(backbone)[0]:
+        create_backbone(backbone, 10)
+
+
+def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = None) -> None:
+    """Train the jobs that arrive on `conn`, one at a time, until the server goes away."""
+    jobs: queue.Queue = queue.Queue()
+    stops: dict[int, threading.Event] = {}
+
+    def listen():  # the server's messages, read while the main thread trains
+        try:
+            while True:
+                message = conn.recv()
+                if message[0] == "job":
+                    stops.setdefault(message[1], threading.Event())
+                    jobs.put(message)
+                elif message[0] == "stop":
+                    stops.setdefault(message[1], threading.Event()).set()
+        except (EOFError, OSError):
+            os._exit(0)  # the server is gone: so is the reason to train
+
+    threading.Thread(target=listen, name="transferlab-worker-listen", daemon=True).start()
+    from .errors import TransferlabError
+    from .outcome import Outcome
+
+    runner = _runner(runner_spec)
+    _warm(warm)
+    conn.send(("ready", os.getpid()))
+    while True:
+        _, job_id, config, arms, max_work = jobs.get()
+        stop = stops[job_id]
+        started = time.perf_counter()
+        try:
+            conn.send(("phase", job_id, "loading data and models"))
+            result = runner(config, arms, callbacks=[_sink(conn, job_id)], stop=stop, max_work=max_work)
+            message = ("done", job_id, Outcome.of(result, elapsed=time.perf_counter() - started))
+        except TransferlabError as error:  # bad settings, missing data, a diverged loss: the message says what to do
+            message = ("failed", job_id, str(error))
+        except Exception as error:  # a bug, or out of memory: say what, keep serving
+            log.exception("job %s failed", job_id)
+            message = ("failed", job_id, f"{type(error).__name__}: {error}")
+        result = None  # the networks and data go before the next job
+        stops.pop(job_id, None)
+        conn.send(message)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m transferlab.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("fd", type=int, help="this process's end of the socket pair to the server")
+    parser.add_argument("--runner", help="MODULE:FUNCTION with compare's signature (tests use stand-ins)")
+    parser.add_argument("--warm", help="DATASET:BACKBONE to load before the first job")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="transferlab worker %(process)d: %(message)s")
+    serve(Connection(args.fd), args.runner, args.warm)
+
+
+if __name__ == "__main__":
+    main()
