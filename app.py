@@ -1,20 +1,21 @@
 """transferlab's dashboard: fine-tune a pretrained network and train the same network from scratch, live.
 
     make app                   # http://127.0.0.1:8501
-    HOST=0.0.0.0 make app      # serve a classroom
+    HOST=0.0.0.0 make app      # serve a classroom; ?view=board is the class board
 
-The page configures, calls the engine and displays; it holds no training logic. Training runs
-in `transferlab.jobs`' worker thread, one job at a time for every session on the server (the
-queue comes from `st.cache_resource`); each session keeps its own jobs in `st.session_state` and
-redraws the running one from its record stream in a fragment that reruns itself. Every chart
-comes from `transferlab.plots`. `TRANSFERLAB_SHOW_TEST_ENTRIES=1` adds the test suite's tiny
-backbone and dataset (test_tiny, test_blobs) to the menus.
+The page configures, calls the engine and displays; it holds no training logic. Comparisons train
+in the job queue's worker processes (`transferlab.jobs`), in the order they came, for every session
+on the server; this process only serves pages. A session sees its own comparisons: the running one
+is redrawn from its record stream in a fragment that reruns itself, the finished ones come from the
+run store. The settings live in the address, so a link reproduces a comparison. Every chart comes
+from `transferlab.plots`. `TRANSFERLAB_SHOW_TEST_ENTRIES=1` adds the test suite's tiny backbone and
+dataset (test_tiny, test_blobs) to the menus.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,9 @@ import streamlit as st
 import torch
 from streamlit.delta_generator import DeltaGenerator
 
+from dashboard import board
+from dashboard.address import run_requested, settings_from_address, share_link, show_in_address
+from dashboard.server import job_queue, max_work, run_store, session_id
 from transferlab import (
     ConfigError,
     ExperimentConfig,
@@ -39,7 +43,9 @@ from transferlab import (
     plots,
 )
 from transferlab.datasets import describe_dataset
-from transferlab.jobs import FAILED, QUEUED, Job, JobQueue
+from transferlab.jobs import FAILED, QUEUED, RUNNING, Job
+from transferlab.store import RunStore
+from transferlab.training import check_work
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
 SIZES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, "all"]  # images per class, log-spaced
@@ -48,6 +54,8 @@ HEAD_LR_MULTS = [1, 2, 5, 10, 20]
 INPUT_SIZES = [32, 48, 64, 96, 128, 160, 192, 224]
 X_AXES = {"epoch": "epoch", "seconds": "seconds", "images_seen": "images seen"}
 REFRESH_SECONDS = {"cuda": 0.5, "cpu": 1.0}  # how often a running job's charts are redrawn, by device
+WAITING_REFRESH_SECONDS = 3.0  # a page that only waits in the queue looks rarely
+STOP_HELP = "Stops within one batch. A comparison other sessions asked for too goes on for them."
 LONG_RUN_IMAGES = 30_000  # training images x epochs per arm beyond which a CPU run takes minutes
 CHART_HEIGHT = 420  # pixels: the controls and both curves fit on one projected screen
 # Less empty space above the title, for the same reason.
@@ -58,13 +66,7 @@ def show_test_entries() -> bool:
     return os.environ.get("TRANSFERLAB_SHOW_TEST_ENTRIES") == "1"
 
 
-# --- shared, cached resources --------------------------------------------------------------
-
-
-@st.cache_resource
-def job_queue() -> JobQueue:
-    """The one queue of every session on this server: the device trains one job at a time."""
-    return JobQueue()
+# --- cached resources (the queue and the store are in dashboard.server) ------------------
 
 
 @st.cache_data(show_spinner=False)
@@ -105,17 +107,25 @@ def defaults_for(dev: torch.device) -> dict:
     return {"per_class": 10, "epochs": 15, "gpu": False}
 
 
+def choose(options: list, given, fallback, name: str, ignored: list[str]):
+    """`given` (a setting from the address) when it is one of `options`, else `fallback`, noting why."""
+    if given is None or given in options:
+        return fallback if given is None else given
+    ignored.append(f"{name}={given}")
+    return fallback
+
+
 # --- widgets: each *_ui() draws and returns plain values -----------------------------------
 
 
-def source_ui() -> dict:
+def source_ui(given: dict, ignored: list[str]) -> dict:
     """Backbone and dataset menus (sidebar). Unavailable entries stay listed, marked, with the reason."""
     st.header("Network and data")
     backbones = list_backbones(include_test=show_test_entries())
     backbone = st.selectbox(
         "Pretrained backbone",
         backbones,
-        index=backbones.index(DEFAULT_BACKBONE),
+        index=backbones.index(choose(backbones, given.get("backbone"), DEFAULT_BACKBONE, "backbone", ignored)),
         format_func=lambda n: n if backbone_status(n)[0] else f"{n} (not available here)",
         key="backbone",
     )
@@ -126,7 +136,7 @@ def source_ui() -> dict:
     dataset = st.selectbox(
         "Dataset",
         datasets,
-        index=datasets.index(DEFAULT_DATASET),
+        index=datasets.index(choose(datasets, given.get("dataset"), DEFAULT_DATASET, "dataset", ignored)),
         format_func=lambda n: n if n == "image_folder" or dataset_status(n)[0] else f"{n} (not available here)",
         key="dataset",
     )
@@ -142,17 +152,24 @@ def source_ui() -> dict:
     return {"backbone": backbone, "dataset": dataset, "root": root or None}
 
 
-def advanced_ui(backbone: str, defaults: dict) -> dict:
+def advanced_ui(backbone: str, defaults: dict, ignored: list[str]) -> dict:
     """The optimisation settings most people leave alone, folded away (sidebar)."""
     spec = get_spec(backbone)
-    default_size = spec.input_size if defaults["gpu"] else spec.train_size
     sizes = sorted({*INPUT_SIZES, spec.train_size, spec.input_size})
+    default_size = choose(sizes, defaults.get("image_size"), spec.train_size, "px", ignored)
+    default_size = spec.input_size if defaults["gpu"] and "image_size" not in defaults else default_size
     with st.expander("Advanced"):
-        lr = st.select_slider("Learning rate", LEARNING_RATES, value=1e-3, format_func=lambda v: f"{v:g}", key="lr")
+        lr = st.select_slider(
+            "Learning rate",
+            LEARNING_RATES,
+            value=choose(LEARNING_RATES, defaults.get("lr"), 1e-3, "lr", ignored),
+            format_func=lambda v: f"{v:g}",
+            key="lr",
+        )
         head_lr_mult = st.select_slider(
             "Head learning-rate multiplier",
             HEAD_LR_MULTS,
-            value=1,
+            value=choose(HEAD_LR_MULTS, defaults.get("head_lr_mult"), 1, "head", ignored),
             format_func=lambda v: f"x{v}",
             key="head_lr_mult",
             help="The new head learns at learning rate x this; the blocks at the learning rate.",
@@ -165,7 +182,7 @@ def advanced_ui(backbone: str, defaults: dict) -> dict:
             help=f"Images are resized to this. {spec.name} was pretrained at {spec.input_size} px; "
             "bigger is slower (a GPU makes 224 px live).",
         )
-        augment = st.toggle("Augmentation (flips, scales, shifts)", value=False, key="augment")
+        augment = st.toggle("Augmentation (flips, scales, shifts)", value=defaults.get("augment", False), key="augment")
     return {"lr": lr, "head_lr_mult": head_lr_mult, "image_size": image_size, "augment": augment}
 
 
@@ -181,18 +198,21 @@ def freeze_label(k: int, blocks: tuple[str, ...]) -> str:
     return f"{k}: up to {blocks[k - 1]}"
 
 
-def experiment_ui(backbone: str, num_classes: int, defaults: dict) -> tuple[dict, DeltaGenerator]:
+def experiment_ui(backbone: str, num_classes: int, defaults: dict, ignored: list[str]) -> tuple[dict, DeltaGenerator]:
     """The two controls the lesson is about, freeze depth and dataset size, with their picture.
 
     Returns the settings, and the place under them kept for the Run button.
     """
     spec = get_spec(backbone)
+    depths = list(range(spec.num_blocks + 1))
     freeze_col, size_col, picture_col = st.columns([6, 5, 5], gap="medium")
     with freeze_col:
         k = st.select_slider(
             "Freeze depth k: the first k blocks stay frozen",
-            options=list(range(spec.num_blocks + 1)),
-            value=min(ExperimentConfig.freeze_depth, spec.num_blocks),
+            options=depths,
+            value=choose(
+                depths, defaults.get("freeze_depth"), min(ExperimentConfig.freeze_depth, spec.num_blocks), "k", ignored
+            ),
             format_func=lambda k: freeze_label(k, spec.blocks),
             key=f"freeze-{backbone}",
         )
@@ -208,13 +228,22 @@ def experiment_ui(backbone: str, num_classes: int, defaults: dict) -> tuple[dict
         per_class = st.select_slider(
             "Dataset size: training images per class",
             options=SIZES,
-            value=defaults["per_class"],
+            value="all" if defaults["per_class"] is None else choose(SIZES, defaults["per_class"], 10, "n", ignored),
             key="per_class",
             help="Drawn at random (by the seed) from the training split; the test split never shrinks.",
         )
         epochs_col, seed_col = st.columns([3, 2])
-        epochs = epochs_col.slider("Epochs", 1, 50, defaults["epochs"], key="epochs")
-        seed = int(seed_col.number_input("Seed", 0, 9999, 0, key="seed", help="Which images are drawn, and the init."))
+        epochs = epochs_col.slider(
+            "Epochs", 1, 50, choose(range(1, 51), defaults["epochs"], 15, "epochs", ignored), key="epochs"
+        )
+        seed = seed_col.number_input(
+            "Seed",
+            0,
+            9999,
+            choose(range(10_000), defaults.get("seed"), 0, "seed", ignored),
+            key="seed",
+            help="Which images are drawn, and the init.",
+        )
         run_area = st.container()
     with picture_col:
         fig = plots.freeze_diagram(summary, title=f"k = {k}: {share:.0%} of parameters train")
@@ -225,7 +254,7 @@ def experiment_ui(backbone: str, num_classes: int, defaults: dict) -> tuple[dict
         "freeze_depth": k,
         "per_class": None if per_class == "all" else per_class,
         "epochs": epochs,
-        "seed": seed,
+        "seed": int(seed),
     }
     return settings, run_area
 
@@ -266,21 +295,31 @@ def check_sources(backbone: str, dataset: str, root: str | None) -> tuple[list[s
         return problems, None
 
 
-def check_config(config: ExperimentConfig, facts: dict | None) -> list[str]:
+def check_config(config: ExperimentConfig, facts: dict | None, cap: int) -> list[str]:
     try:
         config.validate()
     except ConfigError as error:
         return [str(error)]
-    if facts and config.per_class is not None and config.per_class > facts["smallest_class"]:
+    if not facts:
+        return []
+    if config.per_class is not None and config.per_class > facts["smallest_class"]:
         fits = max([s for s in SIZES if s != "all" and s <= facts["smallest_class"]], default=1)
         return [
             f"{config.dataset} has only {facts['smallest_class']} training images in its smallest class: "
             f"choose {fits} images per class or fewer, or 'all'."
         ]
+    try:
+        check_work(config, train_images(config, facts), len(facts["classes"]), cap)
+    except ConfigError as error:
+        return [str(error)]
     return []
 
 
-# --- a running job, redrawn from its record stream -------------------------------------------
+def train_images(config: ExperimentConfig, facts: dict) -> int:
+    return config.per_class * len(facts["classes"]) if config.per_class else facts["train"]
+
+
+# --- a job in the queue or training, redrawn from its record stream ----------------------------
 
 
 def x_axis_ui() -> str:
@@ -305,8 +344,8 @@ def status_ui(job: Job) -> None:
     if job.status == QUEUED:
         ahead = job.position or 0
         st.info(
-            f"Waiting for the device: {ahead} job{'s' if ahead != 1 else ''} ahead of yours. "
-            "It trains one job at a time for everyone on this server."
+            f"Waiting for a worker: {ahead} job{'s' if ahead != 1 else ''} ahead of yours. "
+            "The server trains the class's comparisons in the order they came."
             if ahead
             else "Starting..."
         )
@@ -319,57 +358,67 @@ def status_ui(job: Job) -> None:
     )
 
 
-def live_ui(job: Job, number: int) -> None:
-    """Redraws itself every second or so while the job waits or trains, then hands over to the page."""
-    st.markdown(f"#### Run {number}: {run_title(job)}")
-    st.fragment(run_every=REFRESH_SECONDS.get(pick_device().type, 1.0))(live_view)(job)
+def live_ui(job: Job) -> None:
+    """Redraws itself while the job trains (often) or waits (rarely), then hands over to the page."""
+    st.markdown(f"#### {run_title(job)}")
+    if len(job.owners) > 1:
+        st.caption(f"{len(job.owners) - 1} other session(s) asked for the same comparison: it trains once for all.")
+    device = pick_device().type
+    every = REFRESH_SECONDS.get(device, 1.0) if job.status == RUNNING else WAITING_REFRESH_SECONDS
+    st.fragment(run_every=every)(live_view)(job, job.status)
 
 
-def live_view(job: Job) -> None:
-    if job.done:
-        st.rerun()  # the whole page: verdict, details, history, and the Run button back
+def live_view(job: Job, status: str) -> None:
+    if job.done or job.status != status:
+        st.rerun()  # the whole page: a new refresh rate, or the verdict and the Run button back
     status_col, axis_col, stop_col = st.columns([6, 3, 1], vertical_alignment="bottom")
     with status_col:
         status_ui(job)
     with axis_col:
         x = x_axis_ui()
-    stop_col.button("Stop", key=f"stop-{job.id}", on_click=job.stop, width="stretch", help="Stops within one batch.")
-    curves_ui(job, x)
+    sid = st.session_state.sid
+    stop_col.button("Stop", key=f"stop-{job.id}", on_click=job.stop, args=(sid,), width="stretch", help=STOP_HELP)
+    if status == RUNNING:
+        curves_ui(job, x)
 
 
 # --- a finished job ------------------------------------------------------------------------
 
 
-def result_ui(job: Job, number: int) -> None:
+def result_ui(job: Job, sid: str) -> None:
     """The verdict, the final curves, and where each arm goes wrong."""
-    st.markdown(f"#### Run {number}: {run_title(job)}")
+    st.markdown(f"#### {run_title(job)}")
     if job.status == FAILED:
         st.error(f"The run failed: {job.error}")
         return
-    result = job.result
-    if result is None:
+    if sid not in job.owners:
+        st.info("You stopped following this run; it went on for the other sessions that asked for it.")
+        return
+    outcome = job.outcome
+    if outcome is None:
         st.warning("Stopped before it started: it never left the queue.")
         return
-    if result.stopped:
+    if outcome.stopped:
         st.warning("Stopped before the end: no verdict. The curves show how far it got.")
     else:
-        st.success(f"### {result.verdict()}")
-        table = result.table.set_index("arm")
+        if job.started and job.submitted > job.started:  # finished before this session asked for it
+            st.info("From the run store: this comparison was trained on this server before, so it is shown at once.")
+        st.success(f"### {outcome.verdict()}")
+        table = outcome.table.set_index("arm")
         cols = st.columns(len(table) + 1)
         for col, (arm, row) in zip(cols, table.iterrows()):
             col.metric(f"{arm} test accuracy", f"{row.test_accuracy:.1%}", help=f"{row.seconds:.0f} s of training")
         if {"finetune", "scratch"} <= set(table.index):
-            cols[-1].metric("Gap (finetune - scratch)", f"{result.gap * 100:+.1f} points")
+            cols[-1].metric("Gap (finetune - scratch)", f"{outcome.gap * 100:+.1f} points")
+        st.caption(f"Share this comparison: {share_link(job.config)}")
     curves_ui(job, x_axis_ui())
-    if not result.stopped:
+    if not outcome.stopped:
         details_ui(job)
 
 
 def details_ui(job: Job) -> None:
-    result = job.result
-    labels = result.data.test_labels.cpu()
-    classes = result.data.dataset.classes
-    predictions = {arm: run.test_predictions.cpu() for arm, run in result.runs.items()}
+    outcome = job.outcome
+    labels, classes, predictions = outcome.labels, outcome.classes, outcome.predictions
     per_class, confusion, mistakes = st.tabs(["Accuracy per class", "Confusion matrices", "Mistakes"])
     with per_class:
         fig = plots.per_class_accuracy(labels, predictions, classes)
@@ -380,13 +429,13 @@ def details_ui(job: Job) -> None:
             fig.update_layout(height=560)
             col.plotly_chart(fig, theme=None, key=f"job{job.id}-confusion-{arm}")
     with mistakes:
-        images = result.data.test_images.cpu()
-        for arm, preds in predictions.items():
-            fig = plots.misclassified_grid(images, labels, preds, classes, title=f"{arm}: test images it gets wrong")
+        for arm, (images, truth, preds) in outcome.mistakes.items():
+            title = f"{arm}: test images it gets wrong"
+            fig = plots.misclassified_grid(torch.from_numpy(images), truth, preds, classes, title=title)
             st.plotly_chart(fig, theme=None, key=f"job{job.id}-mistakes-{arm}")
 
 
-# --- the session's history -------------------------------------------------------------------
+# --- the session's history, from the run store ---------------------------------------------------
 
 
 def run_title(job: Job) -> str:
@@ -397,37 +446,31 @@ def run_title(job: Job) -> str:
     )
 
 
-def history_row(number: int, job: Job) -> dict:
-    c = job.config
-    row = {
-        "run": number,
-        "status": job.status,
-        "backbone": c.backbone,
-        "dataset": c.dataset,
-        "per class": str(c.per_class or "all"),
-        "k": c.freeze_depth,
-        "epochs": c.epochs,
-        "px": c.size,
-        "seed": c.seed,
-        "lr": c.lr,
-        "finetune": None,
-        "scratch": None,
-        "gap (points)": None,
-        "seconds": round(job.elapsed, 1),
-    }
-    if job.result is not None and not job.result.stopped:
-        acc = job.result.table.set_index("arm").test_accuracy
-        row.update(finetune=acc.get("finetune"), scratch=acc.get("scratch"), **{"gap (points)": job.result.gap * 100})
-    return row
+HISTORY_COLUMNS = {
+    "id": "run",
+    "backbone": "backbone",
+    "dataset": "dataset",
+    "per_class": "per class",
+    "freeze_depth": "k",
+    "epochs": "epochs",
+    "image_size": "px",
+    "seed": "seed",
+    "finetune": "finetune",
+    "scratch": "scratch",
+    "gap": "gap (points)",
+    "elapsed": "seconds",
+}
 
 
-def history_ui(jobs: list[Job]) -> None:
-    """Every finished run of this session as a row; overlay the curves of the runs you pick."""
-    finished = [(i, job) for i, job in enumerate(jobs, start=1) if job.done]
-    if not finished:
+def history_ui(store: RunStore, sid: str) -> None:
+    """Every finished comparison of this session (kept in the run store); overlay the ones you pick."""
+    runs = store.comparisons(owner=sid)
+    if runs.empty:
         return
     st.header("Run history (this session)")
-    table = pd.DataFrame([history_row(i, job) for i, job in finished])
+    table = runs[list(HISTORY_COLUMNS)].rename(columns=HISTORY_COLUMNS)
+    table["per class"] = table["per class"].map(lambda n: "all" if pd.isna(n) else str(int(n)))
+    table["gap (points)"] = table["gap (points)"] * 100
     st.dataframe(
         table,
         hide_index=True,
@@ -437,15 +480,28 @@ def history_ui(jobs: list[Job]) -> None:
             "gap (points)": st.column_config.NumberColumn(format="%+.1f"),
         },
     )
-    labels = {f"#{i} k={j.config.freeze_depth} n={j.config.per_class or 'all'}": j for i, j in finished if j.result}
+    st.download_button(
+        "Download as CSV", runs_csv(store, sid), file_name="transferlab_runs.csv", mime="text/csv", key="csv"
+    )
+    labels = {  # oldest first, as the runs were made
+        f"#{r.id} k={r.freeze_depth} n={'all' if pd.isna(r.per_class) else int(r.per_class)}": r.id
+        for r in runs[::-1].itertuples()
+    }
     if len(labels) < 2:
         st.caption("Finish another run (say, the same size at another freeze depth) to overlay their curves here.")
         return
     chosen = st.multiselect("Overlay runs", list(labels), default=list(labels)[-3:], key="overlay")
     if chosen:
         x = st.session_state.get("x_axis") or "epoch"
-        fig = plots.overlay_curves({label: labels[label].history() for label in chosen}, x=x)
+        histories = store.histories([labels[label] for label in chosen])
+        fig = plots.overlay_curves({label: histories[labels[label]] for label in chosen}, x=x)
         st.plotly_chart(fig, theme=None, key="overlay-chart")
+
+
+def runs_csv(store: RunStore, sid: str) -> bytes:
+    """This session's comparisons as CSV, a row per arm."""
+    with tempfile.TemporaryDirectory() as folder:
+        return store.export_csv(Path(folder) / "runs.csv", owner=sid).read_bytes()
 
 
 # --- the page ----------------------------------------------------------------------------------
@@ -454,7 +510,7 @@ def history_ui(jobs: list[Job]) -> None:
 def workload_note(config: ExperimentConfig, facts: dict, dev: torch.device) -> str:
     """How much work the Run button starts, in images."""
     classes = len(facts["classes"])
-    n = config.per_class * classes if config.per_class else facts["train"]
+    n = train_images(config, facts)
     per_test = config.test_per_class  # the engine takes the whole test split when a class has fewer
     tested = per_test * classes if per_test and per_test <= facts["smallest_test_class"] else facts["test"]
     note = f"{n:,} training images per arm x {config.epochs} epochs; {tested:,} test images."
@@ -463,19 +519,20 @@ def workload_note(config: ExperimentConfig, facts: dict, dev: torch.device) -> s
     return note
 
 
-def main() -> None:
-    st.set_page_config(page_title="transferlab", layout="wide")
+def dashboard() -> None:
     state = st.session_state
-    state.setdefault("session_id", uuid.uuid4().hex)
-    jobs: list[Job] = state.setdefault("jobs", [])  # this session's jobs, and only its own
-    queue, dev = job_queue(), pick_device()
-    defaults = defaults_for(dev)
+    sid = session_id()
+    queue, store, dev = job_queue(), run_store(), pick_device()
+    given, ignored = settings_from_address()
+    ignored = list(ignored)
+    defaults = defaults_for(dev) | given
 
     with st.sidebar:
-        source = source_ui()
-        advanced = advanced_ui(source["backbone"], defaults)
+        source = source_ui(given, ignored)
+        advanced = advanced_ui(source["backbone"], defaults, ignored)
         st.divider()
-        st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} job(s) running or waiting here.")
+        st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} comparison(s) running or waiting.")
+        st.markdown("[Class board: every run on this server](?view=board)")
 
     spec = get_spec(source["backbone"])
     st.html(f"<style>{PAGE_CSS}</style>")
@@ -486,27 +543,43 @@ def main() -> None:
         "images, same test split."
     )
     problems, facts = check_sources(**source)
-    experiment, run_area = experiment_ui(source["backbone"], len(facts["classes"]) if facts else 10, defaults)
+    num_classes = len(facts["classes"]) if facts else 10
+    experiment, run_area = experiment_ui(source["backbone"], num_classes, defaults, ignored)
     config = ExperimentConfig(
         dataset=source["dataset"], backbone=source["backbone"], root=source["root"], **experiment, **advanced
     )
-    problems += check_config(config, facts)
+    show_in_address(config)
+    if ignored:
+        st.warning(f"The address had settings this page cannot use, so it ignored them: {', '.join(ignored)}.")
+    problems += check_config(config, facts, max_work(dev))
     for problem in problems:
         st.error(problem)
 
-    active = next((job for job in jobs if job.active), None)
+    # This session's comparison: the one it ran last, or after a reload the one it still has in the queue.
+    job: Job | None = state.get("job") or next(iter(queue.jobs(sid)), None)
+    active = job is not None and job.active and sid in job.owners
     with run_area:
-        if st.button("Run", type="primary", disabled=bool(problems or active), key="run", width="stretch"):
-            active = queue.submit(config, owner=state.session_id)
-            jobs.append(active)
+        pressed = st.button("Run", type="primary", disabled=bool(problems or active), key="run", width="stretch")
+        if (pressed or run_requested()) and not (problems or active):
+            job = queue.submit(config, owner=sid)
+            active = job.active
         if facts and not problems:
             st.caption(workload_note(config, facts, dev))
+    state.job = job
 
-    if active is not None:
-        live_ui(active, jobs.index(active) + 1)
-    elif jobs:
-        result_ui(jobs[-1], len(jobs))
-    history_ui(jobs)
+    if active:
+        live_ui(job)
+    elif job is not None:
+        result_ui(job, sid)
+    history_ui(store, sid)
+
+
+def main() -> None:
+    st.set_page_config(page_title="transferlab", layout="wide")
+    if st.query_params.get("view") == "board":
+        board.page(job_queue(), run_store())
+    else:
+        dashboard()
 
 
 if __name__ == "__main__":  # as `streamlit run app.py` (and AppTest) run it; importing it runs nothing

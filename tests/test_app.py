@@ -1,13 +1,13 @@
 """The dashboard, headless (Streamlit's AppTest): its controls, its checks, and whole runs on the tiny entries.
 
-Training happens in the job queue's worker thread, so a test clicks Run, then waits on the job
+Training happens in the job queue's worker process, so a test clicks Run, then waits on the job
 and re-runs the script until the page shows the finished state (AppTest sees one script run at a
-time, never the live updates: the browser test covers those).
+time, never the live updates: the browser tests cover those). The server's queue and run store
+live in `st.cache_resource`, one for this whole module, with the store in a temporary folder.
 """
 
 import base64
 import json
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,18 +19,34 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from transferlab import backbone_status, list_backbones
-from transferlab.jobs import RUNNING, STOPPED
+from transferlab.jobs import DONE, RUNNING, STOPPED
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 SCRIPT_TIMEOUT = 60  # seconds per script run: the first one imports torch and builds EfficientNet
 
 
-@pytest.fixture
-def app(monkeypatch) -> AppTest:
-    monkeypatch.setenv("TRANSFERLAB_SHOW_TEST_ENTRIES", "1")
-    at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT).run()
+@pytest.fixture(scope="module", autouse=True)
+def server_settings(tmp_path_factory):
+    """The module's one run store (in a temporary folder) and the test entries in the menus."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRANSFERLAB_STORE", str(tmp_path_factory.mktemp("store") / "runs.sqlite"))
+        mp.setenv("TRANSFERLAB_SHOW_TEST_ENTRIES", "1")
+        yield
+
+
+def open_page(**address) -> AppTest:
+    """A new browser session, opened at an address with these query parameters."""
+    at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT)
+    for name, value in address.items():
+        at.query_params[name] = str(value)
+    at.run()
     assert not at.exception
     return at
+
+
+@pytest.fixture
+def app() -> AppTest:
+    return open_page()
 
 
 def use_tiny(at: AppTest, **sliders) -> AppTest:
@@ -47,7 +63,7 @@ def use_tiny(at: AppTest, **sliders) -> AppTest:
 def run_to_the_end(at: AppTest, timeout: float = 120):
     """Press Run, then re-run the script until the job is over; returns the job."""
     at.button(key="run").click().run()
-    job = at.session_state["jobs"][-1]
+    job = at.session_state["job"]
     assert job.wait(timeout), f"job still {job.status} after {timeout} s"
     at.run()
     assert not at.exception
@@ -140,16 +156,16 @@ def test_image_folder_asks_for_a_folder_and_checks_it(app, tmp_path):
 
 
 def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
-    use_tiny(app, epochs=4)
+    use_tiny(app, epochs=4, per_class=5)
     job = run_to_the_end(app)
-    assert job.status == "done"
+    assert job.status == DONE
     accuracy = chart(app, f"job{job.id}-accuracy")
     curves = {t["name"]: points(t["x"]) for t in accuracy["data"]}
     assert curves["finetune"] == 4 and curves["scratch"] == 4  # a point per epoch for both arms
     assert curves["finetune (full test)"] == 1 and curves["scratch (full test)"] == 1
     assert chart(app, f"job{job.id}-loss")["layout"]["yaxis"]["title"]["text"] == "test loss"
     assert any("wins:" in s.value for s in app.success)
-    assert app.success[0].value == "### " + job.result.verdict()
+    assert app.success[0].value == "### " + job.outcome.verdict()
     # The details: per-class accuracy, a confusion matrix and the mistakes of each arm.
     assert [t["name"] for t in chart(app, f"job{job.id}-per-class")["data"]] == ["finetune", "scratch"]
     assert chart(app, f"job{job.id}-confusion-scratch")["data"][0]["type"] == "heatmap"
@@ -160,44 +176,132 @@ def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
     assert chart(app, f"job{job.id}-accuracy")["layout"]["xaxis"]["title"]["text"] == "seconds of training"
     assert not app.button(key="run").disabled
     history = app.dataframe[0].value
-    assert len(history) == 1 and history.loc[0, "k"] == 3 and history.loc[0, "status"] == "done"
+    assert len(history) == 1 and history.loc[0, "k"] == 3 and history.loc[0, "run"] == job.stored
 
 
-def test_history_keeps_each_run_and_overlays_the_chosen_ones(app):
-    use_tiny(app, epochs=3)
+def test_the_settings_live_in_the_address_and_a_link_reproduces_the_comparison(app):
+    use_tiny(app, epochs=3, per_class=2)
+    app.select_slider(key="freeze-test_tiny").set_value(2).run()
+    address = app.query_params
+    assert {k: address[k] for k in ("backbone", "dataset", "k", "n", "epochs", "seed", "lr", "px")} == {
+        "backbone": "test_tiny",
+        "dataset": "test_blobs",
+        "k": "2",
+        "n": "2",
+        "epochs": "3",
+        "seed": "0",
+        "lr": "0.001",
+        "px": "16",
+    }
+    job = run_to_the_end(app)
+    link = next(c for c in app.caption.values if c.startswith("Share this comparison: "))
+    assert "sid=" not in link and "run=1" in link and "k=2" in link
+    # Another student opens the link: the same settings, and the comparison shown at once from the store.
+    query = dict(pair.split("=") for pair in link.split("?", 1)[1].split("&"))
+    other = open_page(**query)
+    assert other.session_state["sid"] != app.session_state["sid"]
+    assert other.select_slider(key="freeze-test_tiny").value == 2
+    shown = other.session_state["job"]
+    assert shown.status == DONE and shown.stored == job.stored and shown is not job
+    assert any("From the run store" in i.value for i in other.info)
+    assert other.success[0].value == app.success[0].value
+    assert "run" not in other.query_params  # it asks once
+
+
+def test_an_address_with_settings_the_page_cannot_use_says_so():
+    at = open_page(k="99", n="seven", backbone="test_tiny")
+    assert at.select_slider(key="freeze-test_tiny").value == 3
+    assert any("ignored them: n=seven, k=99." in w.value for w in at.warning)
+
+
+def test_history_survives_a_reload_and_overlays_the_chosen_runs(app):
+    use_tiny(app, epochs=3, per_class=5)
+    ids = []
     for k in (0, 2):
         app.select_slider(key="freeze-test_tiny").set_value(k).run()
-        run_to_the_end(app)
+        ids.append(run_to_the_end(app).stored)
     history = app.dataframe[0].value
-    assert history.k.tolist() == [0, 2] and history.run.tolist() == [1, 2]
+    assert history.k.tolist() == [2, 0] and history.run.tolist() == ids[::-1]  # newest first
     overlay = app.multiselect(key="overlay")
-    assert overlay.value == ["#1 k=0 n=10", "#2 k=2 n=10"]
+    assert overlay.value == [f"#{ids[0]} k=0 n=5", f"#{ids[1]} k=2 n=5"]
     names = [t["name"] for t in chart(app, "overlay-chart")["data"]]
-    assert names == ["#1 k=0 n=10 finetune", "#1 k=0 n=10 scratch", "#2 k=2 n=10 finetune", "#2 k=2 n=10 scratch"]
-    overlay.set_value(["#2 k=2 n=10"]).run()
+    assert names[:2] == [f"#{ids[0]} k=0 n=5 finetune", f"#{ids[0]} k=0 n=5 scratch"] and len(names) == 4
+    overlay.set_value([f"#{ids[1]} k=2 n=5"]).run()
     assert len(chart(app, "overlay-chart")["data"]) == 2
+    # A reload is a new session at the same address (its sid): the history comes back from the store.
+    reloaded = open_page(**app.query_params)
+    assert reloaded.dataframe[0].value.run.tolist() == ids[::-1]
+    # ...and another session sees none of it.
+    assert not open_page().dataframe
 
 
 def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app, tiny):
-    use_tiny(app, epochs=2)
-    queue = run_to_the_end(app)._queue  # the server's one queue (st.cache_resource)
-    # Another session's long job holds the device...
-    other = queue.submit(replace(tiny, epochs=100_000), owner="another session")
+    use_tiny(app, epochs=2, per_class=2)
+    queue = run_to_the_end(app)._queue
+    # Another session's long job holds the worker...
+    other = queue.submit(replace(tiny, epochs=3_000, seed=99), owner="another session")
     try:
-        assert not other.wait(0.2)
+        wait_until(lambda: other.status == RUNNING)
+        app.select_slider(key="per_class").set_value(5).run()
         app.button(key="run").click().run()
-        mine = app.session_state["jobs"][-1]
-        assert mine.status == "queued" and mine.position == 1 and other.status == RUNNING
+        mine = app.session_state["job"]
+        assert mine.status == "queued" and mine.position == 1
         assert any("1 job ahead of yours" in i.value for i in app.info)
         # ...which this session never sees: its history has only its own runs.
-        assert other not in app.session_state["jobs"]
+        assert other not in server_queue().jobs(app.session_state["sid"])
         app.button(key=f"stop-{mine.id}").click().run()
         assert mine.status == STOPPED and mine.started is None
         assert any("Stopped before it started" in w.value for w in app.warning)
-        assert app.dataframe[0].value.status.tolist() == ["done", "stopped"]
     finally:
         other.stop()
         assert other.wait(30)
+
+
+def test_stop_ends_a_running_job_and_the_page_says_so(app):
+    use_tiny(app, epochs=50, per_class=20)
+    app.select_slider(key="per_class").set_value(20).run()
+    app.button(key="run").click().run()
+    job = app.session_state["job"]
+    wait_until(lambda: job.status == RUNNING and len(job.records()) > 0)
+    app.run()
+    assert app.button(key="run").disabled  # one comparison at a time per session
+    app.button(key=f"stop-{job.id}").click().run()
+    assert job.wait(30) and job.status == STOPPED and job.outcome.stopped
+    app.run()
+    assert any("Stopped before the end" in w.value for w in app.warning)
+
+
+def test_a_comparison_beyond_the_servers_cap_is_refused_with_what_to_change(app):
+    use_tiny(app)
+    app.select_slider(key="per_class").set_value("all").run()
+    app.slider(key="epochs").set_value(50).run()  # 160 images x 50 epochs = 8 000: under the cap
+    assert not app.error
+    from dashboard import server
+
+    original = server.MAX_WORK["cpu"]
+    server.MAX_WORK["cpu"] = 1_000
+    try:
+        app.run()
+        assert any("this server allows 1,000" in e.value and "at most 6 epochs" in e.value for e in app.error)
+        assert app.button(key="run").disabled
+    finally:
+        server.MAX_WORK["cpu"] = original
+
+
+def test_the_class_board_shows_the_queue_the_verdicts_and_the_transfer_map(app):
+    use_tiny(app, epochs=2, per_class=1)
+    done = run_to_the_end(app)
+    board = open_page(view="board")
+    assert any("Class board" in t.value for t in board.title)
+    verdicts = next(d.value for d in board.dataframe if "gap (points)" in d.value.columns)
+    assert len(verdicts) >= 1 and "k=3 n=1 2 ep seed 0" in verdicts.settings.tolist()
+    assert board.selectbox(key="board-pair").value == "test_tiny on test_blobs"
+    transfer_map = chart(board, "board-map")["data"][0]
+    assert transfer_map["type"] == "scatter" and points(transfer_map["x"]) >= 1
+    curves = [t["name"] for t in chart(board, "board-curves")["data"]]
+    assert f"#{done.stored} k=3 n=1 2 ep seed 0 finetune" in curves
+    # Anonymous: no session ids anywhere on the board.
+    assert app.session_state["sid"] not in " ".join(str(d.value.to_dict()) for d in board.dataframe)
 
 
 def test_a_gpu_gets_bigger_defaults(monkeypatch):
@@ -213,30 +317,14 @@ def test_a_gpu_gets_bigger_defaults(monkeypatch):
     assert any("NVIDIA Pretend GPU" in c for c in at.caption.values)
 
 
-def test_stop_ends_a_running_job_and_the_page_says_so(app, monkeypatch):
-    use_tiny(app, epochs=3)
-    queue = run_to_the_end(app)._queue
-    # Hold the next job at its start, so that Stop is pressed while it is surely running.
-    gate, compare = threading.Event(), queue.runner
+def server_queue():
+    from dashboard.server import job_queue
 
-    def held(config, arms, callbacks, stop):
-        gate.wait(30)
-        return compare(config, arms, callbacks=callbacks, stop=stop)
+    return job_queue()
 
-    monkeypatch.setattr(queue, "runner", held)
-    try:
-        app.button(key="run").click().run()
-        job = app.session_state["jobs"][-1]
-        deadline = time.monotonic() + 30
-        while job.status != RUNNING and time.monotonic() < deadline:
-            time.sleep(0.01)
-        app.run()
-        assert app.button(key="run").disabled  # one job at a time per session
-        app.button(key=f"stop-{job.id}").click().run()
-    finally:
-        gate.set()
-    assert job.wait(30) and job.status == STOPPED and job.result.stopped
-    app.run()
-    assert any("Stopped before the end" in w.value for w in app.warning)
-    assert app.dataframe[0].value.status.tolist() == ["done", "stopped"]
-    assert not app.button(key="run").disabled
+
+def wait_until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)

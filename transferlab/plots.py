@@ -31,6 +31,7 @@ __all__ = [
     "prediction_bars",
     "train_test_gap",
     "transfer_map",
+    "transfer_points",
 ]
 
 # Fixed colours per arm, so "finetune" is the same blue in every lesson and on the dashboard.
@@ -299,6 +300,43 @@ def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minu
     fig.update_layout(
         title=title, xaxis_title=AXIS_TITLES["per_class"], yaxis_title=AXIS_TITLES["freeze_depth"], **LAYOUT
     )
+    return fig
+
+
+def transfer_points(table: pd.DataFrame, title: str = "The class's transfer map: fine-tune minus scratch") -> go.Figure:
+    """Each finished comparison as a point on images per class (log) x freeze depth, coloured by its gap.
+
+    `table` has columns per_class, freeze_depth and gap, a row per comparison; points at the same
+    place (several seeds) are averaged, and their count shown. The map fills as a class runs it.
+    """
+    t = table.dropna(subset=["per_class", "gap"])
+    t = t.groupby(["per_class", "freeze_depth"]).gap.agg(["mean", "count"]).reset_index()
+    limit = float(t["mean"].abs().max()) if len(t) else 1.0
+    fig = go.Figure(
+        go.Scatter(
+            x=t.per_class,
+            y=t.freeze_depth,
+            mode="markers+text",
+            marker=dict(
+                size=34,
+                color=t["mean"],
+                colorscale="RdBu",
+                cmid=0,
+                cmin=-(limit or 1),
+                cmax=limit or 1,
+                colorbar=dict(title="gap", tickformat="+.0%"),
+                line=dict(color="#444", width=1),
+            ),
+            text=[f"{g * 100:+.0f}" for g in t["mean"]],
+            customdata=t["count"],
+            hovertemplate="%{x} per class, k = %{y}: %{text} points (%{customdata} run(s))<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title, xaxis_title=AXIS_TITLES["per_class"], yaxis_title=AXIS_TITLES["freeze_depth"], **LAYOUT
+    )
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(dtick=1)
     return fig
 
 

@@ -1,0 +1,125 @@
+"""The class board (`?view=board`): every comparison on the server, live and anonymous, for the projector.
+
+The queue, each finished comparison's verdict, the test-accuracy curves of the running and the
+latest comparisons overlaid, and the transfer map the class builds together: each comparison a
+point on images per class x freeze depth, coloured by how much fine-tuning beat scratch.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from transferlab import plots
+from transferlab.jobs import Job, JobQueue
+from transferlab.store import RunStore
+
+REFRESH_SECONDS = 2.0
+LATEST = 6  # finished comparisons whose curves the board overlays
+VERDICTS = 30  # finished comparisons listed
+
+
+def setting(c) -> str:
+    """A comparison's settings in one short label (from a config or a store row)."""
+    n = "all" if c.per_class is None or pd.isna(c.per_class) else int(c.per_class)
+    return f"k={c.freeze_depth} n={n} {c.epochs} ep seed {c.seed}"
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def latest_histories(ids: tuple[int, ...], _store: RunStore) -> dict[int, pd.DataFrame]:
+    """Finished comparisons never change: their curves are read from the store once."""
+    return _store.histories(list(ids))
+
+
+def queue_ui(jobs: list[Job]) -> None:
+    st.subheader(f"Queue: {len(jobs)} comparison(s)")
+    if not jobs:
+        st.caption("Nothing is training. Press Run on the dashboard, and it shows up here.")
+        return
+    rows = [
+        {
+            "place": job.position,
+            "status": job.status,
+            "backbone": job.config.backbone,
+            "dataset": job.config.dataset,
+            "settings": setting(job.config),
+            "progress": job.progress,
+            "sessions": len(job.owners),
+        }
+        for job in jobs
+    ]
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent")},
+    )
+
+
+def verdicts_ui(runs: pd.DataFrame) -> None:
+    st.subheader("Verdicts")
+    if runs.empty:
+        st.caption("No comparison has finished on this server yet.")
+        return
+    table = pd.DataFrame(
+        {
+            "backbone": runs.backbone,
+            "dataset": runs.dataset,
+            "settings": [setting(r) for r in runs.itertuples()],
+            "finetune": runs.finetune,
+            "scratch": runs.scratch,
+            "gap (points)": runs.gap * 100,
+            "seconds": runs.elapsed,
+        }
+    )
+    st.dataframe(
+        table.head(VERDICTS),
+        hide_index=True,
+        column_config={
+            "finetune": st.column_config.NumberColumn(format="percent"),
+            "scratch": st.column_config.NumberColumn(format="percent"),
+            "gap (points)": st.column_config.NumberColumn(format="%+.1f"),
+        },
+    )
+
+
+def curves_ui(running: list[Job], runs: pd.DataFrame, store: RunStore) -> None:
+    latest = runs.head(LATEST)
+    histories = {f"{setting(job.config)} (running)": job.history() for job in running}
+    stored = latest_histories(tuple(latest.id), store)
+    histories |= {f"#{r.id} {setting(r)}": stored[r.id] for r in latest.itertuples()}
+    histories = {label: h for label, h in histories.items() if not h.empty}
+    if histories:
+        fig = plots.overlay_curves(histories, x="epoch")
+        st.plotly_chart(fig, theme=None, key="board-curves")
+
+
+def map_ui(runs: pd.DataFrame) -> None:
+    both = runs.dropna(subset=["gap"])
+    if both.empty:
+        return
+    pairs = (both.backbone + " on " + both.dataset).value_counts()
+    pair = st.selectbox("Transfer map of", list(pairs.index), key="board-pair")
+    points = both[(both.backbone + " on " + both.dataset) == pair]
+    fig = plots.transfer_points(points, title=f"The class's transfer map: {pair}, fine-tune minus scratch")
+    st.plotly_chart(fig, theme=None, key="board-map")
+
+
+def live_board(queue: JobQueue, store: RunStore) -> None:
+    jobs = queue.jobs()
+    runs = store.comparisons(limit=200)
+    left, right = st.columns([5, 6], gap="medium")
+    with left:
+        queue_ui(jobs)
+        verdicts_ui(runs)
+    with right:
+        map_ui(runs)
+    curves_ui([job for job in jobs if job.status == "running"], runs, store)
+
+
+def page(queue: JobQueue, store: RunStore) -> None:
+    st.title("Class board")
+    st.caption(
+        "Every comparison on this server, anonymous and live: the queue, the verdicts, the curves and "
+        "the transfer map the class builds together. [Back to the dashboard](?)"
+    )
+    st.fragment(run_every=REFRESH_SECONDS)(live_board)(queue, store)
