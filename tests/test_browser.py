@@ -1,11 +1,14 @@
 """The dashboard in a real browser: Playwright drives Debian's Chromium against `streamlit run app.py`.
 
-This is the one test that sees the live updates (AppTest sees only finished script runs). It
-runs the REAL default, ImageNet EfficientNet-Lite0 on Fashion-MNIST (10 images per class, 15
-epochs, 64 px): on the 2-core CPU it takes about a minute when the machine is otherwise idle.
-The waits are bounded but generous, because a busy machine can make it several times slower.
-Timings go to artifacts/browser.json, the page mid-run to artifacts/browser_live.png and the
-finished page to artifacts/browser.png.
+These are the tests that see the live updates (AppTest sees only finished script runs). They run
+the REAL default, ImageNet EfficientNet-Lite0 on Fashion-MNIST (10 images per class, 15 epochs,
+64 px), first for one session, then for a class of eight sessions pressing Run at once with the
+class board open. The waits are bounded but generous, because a busy machine can make them
+several times slower. They assert what must happen (curves that grow, every session its own
+verdict, in queue order); the timings, measured side by side with the same comparisons run
+in-process in this test's own process, are figures printed and written to artifacts/browser.json
+and artifacts/classroom.json, not pass/fail limits. Screenshots: artifacts/browser_live.png,
+browser.png, classroom_board.png.
 """
 
 import json
@@ -14,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -63,7 +67,8 @@ def server():
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's Chromium is missing: apt-get install chromium (make setup does it as root)")
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    store = tempfile.mkdtemp(prefix="transferlab-store-")  # a new store: nothing comes back already trained
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TRANSFERLAB_STORE=f"{store}/runs.sqlite")
     if Path(TCMALLOC).exists() and "tcmalloc" not in env.get("LD_PRELOAD", ""):
         env["LD_PRELOAD"] = TCMALLOC
     ARTIFACTS.mkdir(exist_ok=True)
@@ -160,12 +165,105 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
         page.set_viewport_size({"width": 1600, "height": max(1000, height)})
         page.wait_for_timeout(1500)  # let the charts redraw at the new size
     page.screenshot(path=str(ARTIFACTS / "browser.png"))
+    # Side by side: the same comparison in this process, as `compare` runs it from the command line.
+    reference_first, reference_verdict = in_process(freeze_depth=5)
     timings = {
         "first_point_s": round(first_point, 1),
         "both_arms_plotted_s": round(both_arms, 1),
         "verdict_s": round(verdict_s, 1),
+        "in_process_first_point_s": round(reference_first, 1),
+        "in_process_verdict_s": round(reference_verdict, 1),
+        "verdict_ratio": round(verdict_s / reference_verdict, 2),
         "verdict": verdict.first.inner_text(),
+        "avx512_bf16": avx512_bf16(),
         "load_average": os.getloadavg(),
     }
     (ARTIFACTS / "browser.json").write_text(json.dumps(timings, indent=2))
     print(timings)
+
+
+def in_process(**settings) -> tuple[float, float]:
+    """(seconds to the first test-accuracy point, seconds to the verdict) of `compare` in this process,
+    the dataset already loaded, as the server's workers have it."""
+    from transferlab import Callback, ExperimentConfig, compare, load_dataset
+
+    config = ExperimentConfig(**settings)
+    load_dataset(config.dataset)
+    first = []
+
+    class FirstPoint(Callback):
+        def on_record(self, run, record):
+            if record.split == "eval" and not first:
+                first.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    compare(config, callbacks=[FirstPoint()])
+    return first[0], time.perf_counter() - started
+
+
+def avx512_bf16() -> bool:
+    return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+
+
+CLASS_DEPTHS = (1, 2, 3, 4, 6, 7, 8, 9)  # eight sessions, eight settings: a column of the transfer map
+
+
+def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue_order(server):
+    """A class: eight browser sessions (separate cookies, separate sids) on different freeze depths,
+    and the class board on the projector."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        board = browser.new_context(viewport={"width": 1600, "height": 1400}).new_page()
+        board.goto(f"{server}/?view=board")
+        pages = []
+        for k in CLASS_DEPTHS:
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"{server}/?k={k}")
+            pages.append(page)
+        for page in pages:
+            expect(page.get_by_role("button", name="Run", exact=True)).to_be_enabled(timeout=PAGE_LOAD_S * 1000)
+        started = time.monotonic()
+        for page in pages:  # as fast as a room of hands
+            page.get_by_role("button", name="Run", exact=True).click()
+        verdicts: dict[int, float] = {}
+        deadline = started + RUN_S * 2
+        while len(verdicts) < len(pages) and time.monotonic() < deadline:
+            for k, page in zip(CLASS_DEPTHS, pages):
+                if k not in verdicts and page.get_by_text("wins:").count():
+                    verdicts[k] = time.monotonic() - started
+            time.sleep(0.25)
+        assert len(verdicts) == len(pages), f"verdicts after {RUN_S * 2} s: {verdicts}"
+        # Each session got its own comparison's verdict...
+        for k, page in zip(CLASS_DEPTHS, pages):
+            expect(page.get_by_text(f"efficientnet_lite0 on fashion_mnist, k={k}, 10 per class")).to_be_visible()
+        # ...in the order they pressed Run.
+        order = sorted(verdicts, key=verdicts.get)
+        assert order == list(CLASS_DEPTHS), f"verdicts came in the order {order}"
+        # The board shows them all, each on the transfer map.
+        expect(board.get_by_text("Verdicts")).to_be_visible()
+        board.wait_for_function(
+            "n => [...document.querySelectorAll('.js-plotly-plot')].some(gd => gd.layout && gd.layout.title &&"
+            ' gd.layout.title.text.startsWith("The class\'s transfer map") && gd._fullData[0]._length >= n)',
+            arg=len(CLASS_DEPTHS),
+            timeout=30_000,
+        )
+        board.screenshot(path=str(ARTIFACTS / "classroom_board.png"))
+        browser.close()
+    last = max(verdicts.values())
+    # Side by side: the same eight comparisons, one after another in this process.
+    alone = [in_process(freeze_depth=k)[1] for k in CLASS_DEPTHS]
+    figures = {
+        "sessions": len(CLASS_DEPTHS),
+        "verdict_s": {k: round(verdicts[k], 1) for k in CLASS_DEPTHS},
+        "last_verdict_s": round(last, 1),
+        "in_process_s": {k: round(t, 1) for k, t in zip(CLASS_DEPTHS, alone)},
+        "in_process_sum_s": round(sum(alone), 1),
+        "ratio": round(last / sum(alone), 2),
+        "avx512_bf16": avx512_bf16(),
+        "load_average": os.getloadavg(),
+    }
+    (ARTIFACTS / "classroom.json").write_text(json.dumps(figures, indent=2))
+    print(figures)

@@ -119,3 +119,24 @@ def test_importing_the_package_is_instant_and_names_load_on_first_use():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "has no attribute 'no_such_name'" in out
+
+
+def test_runs_lists_the_store_and_exports_csv(tmp_path, tiny, capsys):
+    from transferlab import compare
+    from transferlab.outcome import Outcome
+    from transferlab.store import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.save(Outcome.of(compare(tiny)))
+    assert main(["runs", "--store", str(store.path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"1 comparison(s) in {store.path}") and "test_tiny" in out and "test_blobs" in out
+    csv = tmp_path / "runs.csv"
+    assert main(["runs", "--store", str(store.path), "--csv", str(csv), "--histories", str(tmp_path / "h.csv")]) == 0
+    import pandas as pd
+
+    rows = pd.read_csv(csv)
+    assert sorted(rows.arm) == ["finetune", "scratch"] and rows.test_accuracy.between(0, 1).all()
+    assert len(pd.read_csv(tmp_path / "h.csv")) == 2 * (2 * tiny.epochs + 1)
+    assert main(["runs", "--store", str(store.path), "--csv", str(tmp_path / "no" / "such" / "folder.csv")]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Command line: `python -m transferlab {backbones,datasets,predict,compare}`.
+"""Command line: `python -m transferlab {backbones,datasets,predict,compare,runs}`.
 
     python -m transferlab compare --dataset fashion_mnist --backbone efficientnet_lite0 \\
         --per-class 10 --freeze-depth 4 --seed 0
@@ -74,7 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--arms", default="finetune,scratch", help="comma-separated: finetune, scratch, probe")
     c.add_argument("--json", action="store_true", help="print a JSON result on stdout (progress goes to stderr)")
+
+    r = sub.add_parser("runs", help="list the comparisons in the run store, or export them as CSV")
+    r.add_argument("--store", default=None, help="the store's file (default: $TRANSFERLAB_STORE, else data/cache)")
+    r.add_argument("--csv", default=None, metavar="PATH", help="write a row per comparison and arm to PATH")
+    r.add_argument("--histories", default=None, metavar="PATH", help="write every record (the curves) to PATH")
     return parser
+
+
+def cmd_runs(args) -> None:
+    from .store import RunStore
+
+    store = RunStore(args.store)
+    if args.csv:
+        print(f"wrote {store.export_csv(args.csv, class_accuracy=True)}", file=sys.stderr)
+    if args.histories:
+        print(f"wrote {store.export_histories_csv(args.histories)}", file=sys.stderr)
+    if not (args.csv or args.histories):
+        runs = store.comparisons()
+        cols = ["id", "created", "backbone", "dataset", "per_class", "freeze_depth", "epochs", "seed"]
+        cols += ["finetune", "scratch", "gap"]
+        pct = "{:.1%}".format
+        print(f"{len(runs)} comparison(s) in {store.path}")
+        if len(runs):
+            print(runs[cols].to_string(index=False, formatters={"finetune": pct, "scratch": pct, "gap": pct}))
 
 
 def cmd_backbones(args) -> None:
@@ -149,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import TransferlabError
 
     try:
-        {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict, "compare": cmd_compare}[
-            args.command
-        ](args)
+        commands = {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict}
+        commands |= {"compare": cmd_compare, "runs": cmd_runs}
+        commands[args.command](args)
     except TransferlabError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
