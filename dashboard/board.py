@@ -89,8 +89,14 @@ def curves_ui(running: list[Job], runs: pd.DataFrame, store: RunStore) -> None:
     histories |= {f"#{r.id} {setting(r)}": stored[r.id] for r in latest.itertuples()}
     histories = {label: h for label, h in histories.items() if not h.empty}
     if histories:
-        fig = plots.overlay_curves(histories, x="epoch")
+        fig = overlay_figure(tuple((label, len(h)) for label, h in histories.items()), histories)
         st.plotly_chart(fig, theme=None, key="board-curves")
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def overlay_figure(curves: tuple[tuple[str, int], ...], _histories: dict[str, pd.DataFrame]):
+    """Built once per new record: records only append, so (label, number of records) names the curves."""
+    return plots.overlay_curves(_histories, x="epoch")
 
 
 def map_ui(runs: pd.DataFrame) -> None:

@@ -208,6 +208,7 @@ def avx512_bf16() -> bool:
 CLASS_DEPTHS = (1, 2, 3, 4, 6, 7, 8, 9)  # eight sessions, eight settings: a column of the transfer map
 
 
+@pytest.mark.timeout(RUN_S * 3)
 def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue_order(server):
     """A class: eight browser sessions (separate cookies, separate sids) on different freeze depths,
     and the class board on the projector."""

@@ -82,7 +82,7 @@ class Job:
     finished: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     _records: list[Record] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)  # notified on change
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _steps: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)  # arm -> (step, total)
     _images: dict[str, int] = field(default_factory=dict, repr=False)  # arm -> images seen
@@ -162,6 +162,15 @@ class Job:
         """Block until the job has finished; returns whether it has."""
         return self._done.wait(timeout)
 
+    def wait_for_change(self, version: int, timeout: float) -> int:
+        """Block until the job's version differs from `version` (or `timeout` seconds); returns the version.
+
+        A page that only waits in the queue sleeps here instead of redrawing the same words.
+        """
+        with self._lock:
+            self._lock.wait_for(lambda: self.version != version, timeout)
+            return self.version
+
     def stop(self, owner: str | None = None) -> None:
         """Stop training within one batch, or take the job out of the queue if it still waits.
 
@@ -170,7 +179,7 @@ class Job:
         with self._lock:
             if owner is not None and self.owners - {owner}:
                 self.owners.discard(owner)
-                self.version += 1
+                self._changed()
                 return
         self.stop_event.set()
         if self._queue is not None:
@@ -182,7 +191,11 @@ class Job:
         with self._lock:
             for name, value in fields.items():
                 setattr(self, name, value)
-            self.version += 1
+            self._changed()
+
+    def _changed(self) -> None:  # with the lock held
+        self.version += 1
+        self._lock.notify_all()
 
     def _handle(self, message: tuple) -> None:
         kind, _, *args = message
@@ -201,7 +214,7 @@ class Job:
                 self._images[arm] = images
             elif kind == "phase":
                 self.phase = args[0]
-            self.version += 1
+            self._changed()
 
     def _finish(self, status: str, outcome: Outcome | None = None, error: str | None = None) -> None:
         with self._lock:
@@ -209,7 +222,7 @@ class Job:
             self.finished = time.time()
             self.phase = status
             self.status = status  # last: a reader that sees the final status sees the outcome too
-            self.version += 1
+            self._changed()
         self._done.set()
 
 
