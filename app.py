@@ -43,7 +43,7 @@ from transferlab import (
     plots,
 )
 from transferlab.datasets import describe_dataset
-from transferlab.jobs import FAILED, QUEUED, RUNNING, Job
+from transferlab.jobs import FAILED, QUEUED, Job
 from transferlab.store import RunStore
 from transferlab.training import check_work
 
@@ -54,7 +54,6 @@ HEAD_LR_MULTS = [1, 2, 5, 10, 20]
 INPUT_SIZES = [32, 48, 64, 96, 128, 160, 192, 224]
 X_AXES = {"epoch": "epoch", "seconds": "seconds", "images_seen": "images seen"}
 REFRESH_SECONDS = {"cuda": 0.5, "cpu": 1.0}  # how often a running job's charts are redrawn, by device
-WAITING_REFRESH_SECONDS = 3.0  # a page that only waits in the queue redraws when its place changes, or this often
 STOP_HELP = "Stops within one batch. A comparison other sessions asked for too goes on for them."
 LONG_RUN_IMAGES = 30_000  # training images x epochs per arm beyond which a CPU run takes minutes
 CHART_HEIGHT = 420  # pixels: the controls and both curves fit on one projected screen
@@ -359,28 +358,38 @@ def status_ui(job: Job) -> None:
 
 
 def live_ui(job: Job) -> None:
-    """Redraws itself while the job trains, sleeps while it waits, then hands over to the page."""
+    """A job in the queue or training: the fragment below redraws while it trains; while it waits,
+    the page redraws only when its place in the queue changes."""
     st.markdown(f"#### {run_title(job)}")
     if len(job.owners) > 1:
         st.caption(f"{len(job.owners) - 1} other session(s) asked for the same comparison: it trains once for all.")
-    st.fragment(run_every=REFRESH_SECONDS.get(pick_device().type, 1.0))(live_view)(job)
+    waiting = st.container()  # always there, so that the fragment keeps its place (and its id) on the page
+    if job.status == QUEUED:
+        with waiting:
+            info_col, stop_col = st.columns([9, 1], vertical_alignment="bottom")
+            with info_col:
+                status_ui(job)
+            stop_button(stop_col, job)
+    st.fragment(run_every=REFRESH_SECONDS.get(pick_device().type, 1.0))(live_view)(job, job.status, job.position)
 
 
-def live_view(job: Job) -> None:
-    state = st.session_state
-    if job.status == QUEUED and state.get("live_seen") == (job.id, job.version):
-        job.wait_for_change(job.version, WAITING_REFRESH_SECONDS)  # nothing new: sleep instead of redrawing
-    state.live_seen = (job.id, job.version)
-    if job.done:
-        st.rerun()  # the whole page: the verdict and the Run button back
+def live_view(job: Job, status: str, position: int | None) -> None:
+    if job.done or job.status != status or job.position != position:
+        st.rerun()  # the whole page: its place in the queue, the live view, or the verdict
+    if status == QUEUED:
+        return  # nothing to redraw: the page shows its place in the queue above
     status_col, axis_col, stop_col = st.columns([6, 3, 1], vertical_alignment="bottom")
     with status_col:
         status_ui(job)
     with axis_col:
         x = x_axis_ui()
-    stop_col.button("Stop", key=f"stop-{job.id}", on_click=job.stop, args=(state.sid,), width="stretch", help=STOP_HELP)
-    if job.status == RUNNING:
-        curves_ui(job, x)
+    stop_button(stop_col, job)
+    curves_ui(job, x)
+
+
+def stop_button(column: DeltaGenerator, job: Job) -> None:
+    sid = st.session_state.sid
+    column.button("Stop", key=f"stop-{job.id}", on_click=job.stop, args=(sid,), width="stretch", help=STOP_HELP)
 
 
 # --- a finished job ------------------------------------------------------------------------

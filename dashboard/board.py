@@ -14,8 +14,8 @@ from transferlab import plots
 from transferlab.jobs import Job, JobQueue
 from transferlab.store import RunStore
 
-REFRESH_SECONDS = 2.0
-LATEST = 6  # finished comparisons whose curves the board overlays
+REFRESH_SECONDS = 4.0  # live enough for a projector; every redraw costs the page server CPU that training needs
+LATEST = 4  # finished comparisons whose curves the board overlays
 VERDICTS = 30  # finished comparisons listed
 
 
@@ -106,8 +106,13 @@ def map_ui(runs: pd.DataFrame) -> None:
     pairs = (both.backbone + " on " + both.dataset).value_counts()
     pair = st.selectbox("Transfer map of", list(pairs.index), key="board-pair")
     points = both[(both.backbone + " on " + both.dataset) == pair]
-    fig = plots.transfer_points(points, title=f"The class's transfer map: {pair}, fine-tune minus scratch")
-    st.plotly_chart(fig, theme=None, key="board-map")
+    st.plotly_chart(map_figure(pair, tuple(points.id), points), theme=None, key="board-map")
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def map_figure(pair: str, ids: tuple[int, ...], _points: pd.DataFrame):
+    """Built once per new finished comparison: a stored comparison never changes."""
+    return plots.transfer_points(_points, title=f"The class's transfer map: {pair}, fine-tune minus scratch")
 
 
 def live_board(queue: JobQueue, store: RunStore) -> None:

@@ -29,6 +29,11 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
+# In a class the browsers run on the students' laptops; here they share the server's two cores. So
+# Chromium runs at the lowest CPU priority, unable to raise it (its GPU process would, as root), and
+# the page server and its worker get the cores as they would in a room: measured without this, nine
+# pages' rendering took more CPU than the training.
+LOW_PRIORITY = ["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice", "nice", "-n", "19"]
 CHROMIUM_ARGS = [
     "--no-sandbox",  # we run as root
     "--disable-gpu",
@@ -100,12 +105,21 @@ def server():
         log.close()
 
 
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory) -> str:
+    """Debian's Chromium behind a wrapper that starts it at the lowest CPU priority."""
+    wrapper = tmp_path_factory.mktemp("chromium") / "chromium"
+    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(LOW_PRIORITY)} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 @pytest.fixture
-def page(server):
+def page(server, chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(30_000)
         page.goto(server)
@@ -206,29 +220,32 @@ def avx512_bf16() -> bool:
 
 
 CLASS_DEPTHS = (1, 2, 3, 4, 6, 7, 8, 9)  # eight sessions, eight settings: a column of the transfer map
+CLASS_EPOCHS = 5  # a third of the default, so that eight comparisons, twice, fit in a few minutes
 
 
 @pytest.mark.timeout(RUN_S * 3)
-def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue_order(server):
+def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue_order(server, chromium):
     """A class: eight browser sessions (separate cookies, separate sids) on different freeze depths,
     and the class board on the projector."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         board = browser.new_context(viewport={"width": 1600, "height": 1400}).new_page()
         board.goto(f"{server}/?view=board")
         pages = []
         for k in CLASS_DEPTHS:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.set_default_timeout(30_000)
-            page.goto(f"{server}/?k={k}")
+            page.goto(f"{server}/?k={k}&epochs={CLASS_EPOCHS}")
             pages.append(page)
         for page in pages:
             expect(page.get_by_role("button", name="Run", exact=True)).to_be_enabled(timeout=PAGE_LOAD_S * 1000)
         started = time.monotonic()
-        for page in pages:  # as fast as a room of hands
+        for page in pages:  # as fast as a room of hands, each press seen by the server before the next
             page.get_by_role("button", name="Run", exact=True).click()
+            expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+        pressed = time.monotonic() - started
         verdicts: dict[int, float] = {}
         deadline = started + RUN_S * 2
         while len(verdicts) < len(pages) and time.monotonic() < deadline:
@@ -255,10 +272,12 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         browser.close()
     last = max(verdicts.values())
     # Side by side: the same eight comparisons, one after another in this process.
-    alone = [in_process(freeze_depth=k)[1] for k in CLASS_DEPTHS]
+    alone = [in_process(freeze_depth=k, epochs=CLASS_EPOCHS)[1] for k in CLASS_DEPTHS]
     figures = {
         "sessions": len(CLASS_DEPTHS),
+        "epochs": CLASS_EPOCHS,
         "verdict_s": {k: round(verdicts[k], 1) for k in CLASS_DEPTHS},
+        "all_pressed_s": round(pressed, 1),
         "last_verdict_s": round(last, 1),
         "in_process_s": {k: round(t, 1) for k, t in zip(CLASS_DEPTHS, alone)},
         "in_process_sum_s": round(sum(alone), 1),

@@ -2,6 +2,7 @@
 
     python -m transferlab.bench [--repeats 3] [--per-class 10] [--epochs 15] [--out bench.json]
     python -m transferlab.bench --case reference --freeze-depth 4    # one case, once, as JSON
+    python -m transferlab.bench --case queue --epochs 3               # a server's memory over 20 comparisons
 
 Side by side, on the same model (ImageNet EfficientNet-Lite0), data (Fashion-MNIST, n images
 per class, the fixed 2 000-image test split), epochs, optimiser and device:
@@ -29,12 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 # timm's benchmark (RTX 3090, AMP, channels_last, batch 256, 224 px), training images/s.
 TIMM_RTX3090_TRAIN = {"resnet18": 3482, "efficientnet_lite0": 2079}
@@ -178,6 +181,33 @@ def run_dashboard_default(config) -> dict:
     }
 
 
+def run_queue_memory(config, runs: int = 20) -> dict:
+    """Memory of a server's job queue as comparisons pile up: the page server's process (this one,
+    holding every finished `Job`, as sessions do) and the worker process, after each comparison."""
+    import tempfile
+
+    from .jobs import JobQueue
+    from .store import RunStore
+
+    def rss_mb(pid: int) -> float:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+
+    with tempfile.TemporaryDirectory() as folder:
+        queue = JobQueue(workers=1, store=RunStore(Path(folder) / "runs.sqlite"))
+        jobs, figures = [], {}
+        try:
+            for i in range(1, runs + 1):
+                jobs.append(queue.submit(replace(config, seed=i)))
+                jobs[-1].wait()
+                if i in (1, 2, 5, 10, 20, 50, 100) or i == runs:
+                    figures[f"server_mb_after_{i}"] = rss_mb(os.getpid())
+                    figures[f"worker_mb_after_{i}"] = rss_mb(queue.worker_pids()[0])
+        finally:
+            queue.shutdown()
+    return figures
+
+
 def run_gpu_throughput(backbone: str, steps: int = 30, batch: int = 256, size: int = 224, device: str = "cuda") -> dict:
     """Training images/s at 224 px on CUDA: bf16 autocast, channels_last, synthetic batches.
 
@@ -235,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--case",
         help="run one case once in this process and print its figures as JSON: reference, transferlab, "
-        "dashboard or gpu:BACKBONE (what each process of the full bench does)",
+        "dashboard or gpu:BACKBONE (what each process of the full bench does), or queue (a server's memory "
+        "as 20 comparisons pile up)",
     )
     parser.add_argument("--freeze-depth", type=int, default=4, help="k for --case reference or transferlab")
     args = parser.parse_args(argv)
@@ -245,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = run_gpu_throughput(args.case[4:])
         else:
             cases = {"reference": run_reference, "transferlab": run_transferlab, "dashboard": run_dashboard_default}
+            cases["queue"] = run_queue_memory
             if args.case not in cases:
                 parser.error(f"--case must be one of {', '.join(cases)} or gpu:BACKBONE, not {args.case!r}")
             figures = cases[args.case](_config(args, args.freeze_depth))

@@ -62,7 +62,6 @@ class Job:
         stored: the run store's id of the outcome, when it was stored (or came from the store).
         phase: what a running job is doing now, in words ("training", "final test", ...).
         device: where it trains ("CPU (2 threads)", the GPU's name), once it started.
-        version: grows with every change a page would show (records, progress, status).
         submitted, started, finished: `time.time()` stamps.
     """
 
@@ -76,22 +75,20 @@ class Job:
     stored: int | None = None
     phase: str = "waiting for a worker"
     device: str | None = None
-    version: int = 0
     submitted: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     _records: list[Record] = field(default_factory=list, repr=False)
-    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)  # notified on change
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _steps: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)  # arm -> (step, total)
     _images: dict[str, int] = field(default_factory=dict, repr=False)  # arm -> images seen
     _training_since: float | None = field(default=None, repr=False)
     _queue: JobQueue | None = field(default=None, repr=False)
 
-    @property
-    def key(self) -> str:
-        return comparison_key(self.config, self.arms)
+    def __post_init__(self):
+        self.key = comparison_key(self.config, self.arms)  # what decides its numbers: equal keys, one run
 
     @classmethod
     def from_store(cls, outcome: Outcome, stored: int, owner: str | None) -> Job:
@@ -162,15 +159,6 @@ class Job:
         """Block until the job has finished; returns whether it has."""
         return self._done.wait(timeout)
 
-    def wait_for_change(self, version: int, timeout: float) -> int:
-        """Block until the job's version differs from `version` (or `timeout` seconds); returns the version.
-
-        A page that only waits in the queue sleeps here instead of redrawing the same words.
-        """
-        with self._lock:
-            self._lock.wait_for(lambda: self.version != version, timeout)
-            return self.version
-
     def stop(self, owner: str | None = None) -> None:
         """Stop training within one batch, or take the job out of the queue if it still waits.
 
@@ -179,7 +167,6 @@ class Job:
         with self._lock:
             if owner is not None and self.owners - {owner}:
                 self.owners.discard(owner)
-                self._changed()
                 return
         self.stop_event.set()
         if self._queue is not None:
@@ -191,11 +178,6 @@ class Job:
         with self._lock:
             for name, value in fields.items():
                 setattr(self, name, value)
-            self._changed()
-
-    def _changed(self) -> None:  # with the lock held
-        self.version += 1
-        self._lock.notify_all()
 
     def _handle(self, message: tuple) -> None:
         kind, _, *args = message
@@ -214,7 +196,6 @@ class Job:
                 self._images[arm] = images
             elif kind == "phase":
                 self.phase = args[0]
-            self._changed()
 
     def _finish(self, status: str, outcome: Outcome | None = None, error: str | None = None) -> None:
         with self._lock:
@@ -222,7 +203,6 @@ class Job:
             self.finished = time.time()
             self.phase = status
             self.status = status  # last: a reader that sees the final status sees the outcome too
-            self._changed()
         self._done.set()
 
 
@@ -298,18 +278,17 @@ class JobQueue:
         with self._cond:
             if self._closed:
                 raise RuntimeError("this JobQueue has been shut down; make a new one")
-            for job in self._running + list(self._waiting):
-                if job.key == key and not job.stop_event.is_set():
-                    if owner:
-                        job._update(owners=job.owners | {owner})
-                    return job
-        stored = self.store.find(key) if self.store else None
+            if job := self._join(key, owner):
+                return job
+        stored = self.store.find(key) if self.store else None  # outside the lock: it reads a file
         if stored is not None:
             if owner:
                 self.store.add_owner(stored, owner)
             return Job.from_store(self.store.load(stored), stored, owner)
-        job = Job(config, arms, {owner} if owner else set(), _queue=self)
         with self._cond:
+            if job := self._join(key, owner):  # queued by another session meanwhile
+                return job
+            job = Job(config, arms, {owner} if owner else set(), _queue=self)
             self._waiting.append(job)
             self._cond.notify_all()
         return job
@@ -330,6 +309,10 @@ class JobQueue:
             jobs = self._running + list(self._waiting)
         return [j for j in jobs if owner is None or owner in j.owners]
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (for measuring them)."""
+        return [worker.process.pid for worker in self._procs.values() if worker.alive]
+
     def shutdown(self, timeout: float | None = 10) -> None:
         """Stop every job (waiting and running) and end the workers."""
         with self._cond:
@@ -347,6 +330,15 @@ class JobQueue:
             worker.kill()
 
     # -- internals --
+
+    def _join(self, key: str, owner: str | None) -> Job | None:
+        """The queued or running job with this key, now also `owner`'s (with the lock held)."""
+        for job in self._running + list(self._waiting):
+            if job.key == key and job.active and not job.stop_event.is_set():
+                if owner:
+                    job._update(owners=job.owners | {owner})
+                return job
+        return None
 
     def _withdraw(self, job: Job) -> None:
         with self._cond:
@@ -428,12 +420,16 @@ class JobQueue:
         if outcome.stopped:
             job._finish(STOPPED, outcome)
             return
-        if self.store is not None:
-            owners = sorted(job.owners)
-            job.stored = self.store.save(outcome, owners[0] if owners else None)
-            for owner in owners[1:]:
-                self.store.add_owner(job.stored, owner)
+        if self.store is None:
+            job._finish(DONE, outcome)
+            return
+        owners = sorted(job.owners)
+        job.stored = self.store.save(outcome, owners[0] if owners else None)
+        for owner in owners[1:]:
+            self.store.add_owner(job.stored, owner)
         job._finish(DONE, outcome)
+        for owner in job.owners - set(owners):  # sessions that joined while it was being stored
+            self.store.add_owner(job.stored, owner)
 
 
 def _gpu_count() -> int:
