@@ -8,7 +8,7 @@ from transferlab import ExperimentConfig
 torch.set_num_threads(2)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny() -> ExperimentConfig:
     """The tiny test backbone on the synthetic dataset: whole runs in well under a second."""
     return ExperimentConfig(

@@ -142,6 +142,7 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     expect(page.get_by_text("k = 5:")).to_be_visible()
     expect(run).to_be_enabled()
 
+    cpu = cpu_by_role()
     run.click()
     started = time.monotonic()
     first_point = both_arms = None
@@ -162,6 +163,7 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
             break
         page.wait_for_timeout(250)
     verdict_s = time.monotonic() - started
+    cores = cpu_since(cpu, verdict_s)
     verdict = page.get_by_text("wins:")
     expect(verdict).to_be_visible(timeout=1000)  # fails here if the run did not finish within RUN_S
 
@@ -188,12 +190,37 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
         "in_process_first_point_s": round(reference_first, 1),
         "in_process_verdict_s": round(reference_verdict, 1),
         "verdict_ratio": round(verdict_s / reference_verdict, 2),
+        "cores_used_during_the_run": cores,
         "verdict": verdict.first.inner_text(),
         "avx512_bf16": avx512_bf16(),
         "load_average": os.getloadavg(),
     }
     (ARTIFACTS / "browser.json").write_text(json.dumps(timings, indent=2))
     print(timings)
+
+
+ROLES = {"page server": "streamlit run app.py", "worker": "transferlab.worker", "browser": "chromium"}
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds used so far by the page server, its worker and Chromium (all its processes)."""
+    used = dict.fromkeys(ROLES, 0.0)
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            continue  # not a process, or gone
+        for role, marker in ROLES.items():
+            if marker in command:
+                used[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                break
+    return used
+
+
+def cpu_since(before: dict[str, float], seconds: float) -> dict[str, float]:
+    """Each role's share of one core between `before` and now, over `seconds` of wall time."""
+    return {role: round((used - before[role]) / seconds, 2) for role, used in cpu_by_role().items()}
 
 
 def in_process(**settings) -> tuple[float, float]:
@@ -241,6 +268,7 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
             pages.append(page)
         for page in pages:
             expect(page.get_by_role("button", name="Run", exact=True)).to_be_enabled(timeout=PAGE_LOAD_S * 1000)
+        cpu = cpu_by_role()
         started = time.monotonic()
         for page in pages:  # as fast as a room of hands, each press seen by the server before the next
             page.get_by_role("button", name="Run", exact=True).click()
@@ -254,6 +282,7 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
                     verdicts[k] = time.monotonic() - started
             time.sleep(0.25)
         assert len(verdicts) == len(pages), f"verdicts after {RUN_S * 2} s: {verdicts}"
+        cores = cpu_since(cpu, max(verdicts.values()))
         # Each session got its own comparison's verdict...
         for k, page in zip(CLASS_DEPTHS, pages):
             expect(page.get_by_text(f"efficientnet_lite0 on fashion_mnist, k={k}, 10 per class")).to_be_visible()
@@ -282,6 +311,7 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         "in_process_s": {k: round(t, 1) for k, t in zip(CLASS_DEPTHS, alone)},
         "in_process_sum_s": round(sum(alone), 1),
         "ratio": round(last / sum(alone), 2),
+        "cores_used_during_the_class": cores,
         "avx512_bf16": avx512_bf16(),
         "load_average": os.getloadavg(),
     }

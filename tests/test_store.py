@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transferlab import ExperimentConfig, TransferlabError, compare
+from transferlab import TransferlabError, compare
 from transferlab.outcome import Outcome
 from transferlab.store import RunStore, default_store_path
 
@@ -21,20 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def outcome() -> Outcome:
-    """One real comparison of the tiny entries (the `tiny` fixture's configuration), trained once."""
-    config = ExperimentConfig(
-        dataset="test_blobs",
-        backbone="test_tiny",
-        per_class=8,
-        freeze_depth=1,
-        epochs=3,
-        batch_size=8,
-        lr=3e-3,
-        test_per_class=None,
-        eval_per_class=5,
-    )
-    return Outcome.of(compare(config), elapsed=1.0)
+def outcome(tiny) -> Outcome:
+    """One real comparison of the tiny entries, trained once."""
+    return Outcome.of(compare(tiny), elapsed=1.0)
 
 
 def assert_same(a: Outcome, b: Outcome) -> None:

@@ -20,7 +20,7 @@ from importlib import metadata
 import numpy as np
 import pandas as pd
 
-from .training import ComparisonResult, ExperimentConfig, Record, verdict
+from .training import ComparisonResult, ExperimentConfig, Record, Verdicts
 
 __all__ = ["MISTAKES", "Outcome", "comparison_key", "package_versions"]
 
@@ -49,7 +49,7 @@ def package_versions() -> dict[str, str]:
 
 
 @dataclass
-class Outcome:
+class Outcome(Verdicts):
     """One comparison's results, without networks or datasets.
 
     Attributes:
@@ -108,17 +108,6 @@ class Outcome:
     @property
     def key(self) -> str:
         return comparison_key(self.config, self.arms)
-
-    def accuracy(self, arm: str) -> float:
-        return float(self.table.set_index("arm").loc[arm, "test_accuracy"])
-
-    @property
-    def gap(self) -> float:
-        """Test accuracy of `finetune` minus `scratch` (what the transfer map plots)."""
-        return self.accuracy("finetune") - self.accuracy("scratch")
-
-    def verdict(self) -> str:
-        return verdict(self.table, self.stopped)
 
     def per_class(self) -> pd.DataFrame:
         """Test accuracy per class and arm: a row per (arm, class)."""

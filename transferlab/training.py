@@ -578,16 +578,12 @@ class Run:
 # --- comparing arms --------------------------------------------------------------------------
 
 
-@dataclass
-class ComparisonResult:
-    """What `compare()` returns: a tidy table (a row per arm), every record, and the runs."""
+class Verdicts:
+    """What a result with a `table` (a row per arm) and a `stopped` flag says: shared by
+    `ComparisonResult` and the plain-data `Outcome`."""
 
-    config: ExperimentConfig
     table: pd.DataFrame
-    history: pd.DataFrame
-    runs: dict[str, Run] = field(repr=False)
-    data: ExperimentData = field(repr=False)
-    stopped: bool = False
+    stopped: bool
 
     def accuracy(self, arm: str) -> float:
         return float(self.table.set_index("arm").loc[arm, "test_accuracy"])
@@ -600,6 +596,18 @@ class ComparisonResult:
     def verdict(self) -> str:
         """One sentence: who won, by how much, in how long."""
         return verdict(self.table, self.stopped)
+
+
+@dataclass
+class ComparisonResult(Verdicts):
+    """What `compare()` returns: a tidy table (a row per arm), every record, and the runs."""
+
+    config: ExperimentConfig
+    table: pd.DataFrame
+    history: pd.DataFrame
+    runs: dict[str, Run] = field(repr=False)
+    data: ExperimentData = field(repr=False)
+    stopped: bool = False
 
 
 def verdict(table: pd.DataFrame, stopped: bool = False) -> str:
