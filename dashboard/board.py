@@ -112,7 +112,7 @@ def map_ui(runs: pd.DataFrame) -> None:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def map_figure(pair: str, ids: tuple[int, ...], _points: pd.DataFrame):
     """Built once per new finished comparison: a stored comparison never changes."""
-    return plots.transfer_points(_points, title=f"The class's transfer map: {pair}, fine-tune minus scratch")
+    return plots.transfer_points(_points, title=f"The class's transfer map: {pair}")
 
 
 def live_board(queue: JobQueue, store: RunStore) -> None:

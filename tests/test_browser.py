@@ -290,7 +290,7 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         order = sorted(verdicts, key=verdicts.get)
         assert order == list(CLASS_DEPTHS), f"verdicts came in the order {order}"
         # The board shows them all, each on the transfer map.
-        expect(board.get_by_text("Verdicts")).to_be_visible()
+        expect(board.get_by_text("Verdicts", exact=True)).to_be_visible()
         board.wait_for_function(
             "n => [...document.querySelectorAll('.js-plotly-plot')].some(gd => gd.layout && gd.layout.title &&"
             ' gd.layout.title.text.startsWith("The class\'s transfer map") && gd._fullData[0]._length >= n)',

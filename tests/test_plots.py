@@ -78,3 +78,13 @@ def test_misclassified_grid_shows_only_the_mistakes_with_both_labels():
     assert [a.text for a in fig.layout.annotations] == ["cat<br>(true: dog)", "dog<br>(true: cat)"]
     perfect = plots.misclassified_grid(images, labels, labels, ["cat", "dog"])
     assert len(perfect.data) == 0 and "no mistakes" in perfect.layout.annotations[0].text
+
+
+def test_transfer_points_average_seeds_at_one_place_and_count_them():
+    table = pd.DataFrame(
+        {"per_class": [10, 10, 100, None], "freeze_depth": [4, 4, 9, 2], "gap": [0.40, 0.20, -0.05, 0.5]}
+    )
+    trace = plots.transfer_points(table).data[0]
+    assert list(trace.x) == [10, 100] and list(trace.y) == [4, 9]  # "all" (None) has no place on a log axis
+    assert list(trace.text) == ["+30", "-5"] and list(trace.customdata) == [2, 1]
+    assert trace.marker.cmid == 0 and trace.marker.cmax == pytest.approx(0.30)

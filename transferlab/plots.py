@@ -303,7 +303,7 @@ def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minu
     return fig
 
 
-def transfer_points(table: pd.DataFrame, title: str = "The class's transfer map: fine-tune minus scratch") -> go.Figure:
+def transfer_points(table: pd.DataFrame, title: str = "Transfer map: fine-tune minus scratch") -> go.Figure:
     """Each finished comparison as a point on images per class (log) x freeze depth, coloured by its gap.
 
     `table` has columns per_class, freeze_depth and gap, a row per comparison; points at the same
@@ -317,8 +317,9 @@ def transfer_points(table: pd.DataFrame, title: str = "The class's transfer map:
             x=t.per_class,
             y=t.freeze_depth,
             mode="markers+text",
+            textposition="top center",  # beside the marker: readable on the darkest colour too
             marker=dict(
-                size=34,
+                size=26,
                 color=t["mean"],
                 colorscale="RdBu",
                 cmid=0,
