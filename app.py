@@ -565,8 +565,9 @@ def dashboard() -> None:
         dataset=source["dataset"], backbone=source["backbone"], root=source["root"], **experiment, **advanced
     )
     show_in_address(config)
-    if ignored:
+    if ignored and not state.get("address_warned"):  # said once, when the page opens
         st.warning(f"The address had settings this page cannot use, so it ignored them: {', '.join(ignored)}.")
+        state.address_warned = True
     problems += check_config(config, facts, max_work(dev))
     for problem in problems:
         st.error(problem)

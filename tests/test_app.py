@@ -212,6 +212,8 @@ def test_an_address_with_settings_the_page_cannot_use_says_so():
     at = open_page(k="99", n="seven", backbone="test_tiny")
     assert at.select_slider(key="freeze-test_tiny").value == 3
     assert any("ignored them: n=seven, k=99." in w.value for w in at.warning)
+    at.run()  # said once, not on every redraw
+    assert not at.warning
 
 
 def test_history_survives_a_reload_and_overlays_the_chosen_runs(app):
