@@ -35,7 +35,7 @@ from multiprocessing import Pipe
 
 import pandas as pd
 
-from .outcome import Outcome, comparison_key, empty_history
+from .outcome import Outcome, comparison_key
 from .store import RunStore
 from .training import ARMS, ExperimentConfig, Record
 
@@ -109,8 +109,7 @@ class Job:
         """The records so far as the tidy table `plots.learning_curves` takes (columns even when empty)."""
         if self.outcome is not None:
             return self.outcome.history
-        records = self.records()
-        return pd.DataFrame([asdict(r) for r in records]) if records else empty_history()
+        return pd.DataFrame([asdict(r) for r in self.records()], columns=list(Record.__dataclass_fields__))
 
     @property
     def active(self) -> bool:
@@ -413,7 +412,7 @@ class JobQueue:
             if kind == "failed":
                 job._finish(FAILED, error=message[2])
                 return
-            if kind != "ready" and message[1] == job.id:
+            if message[1] == job.id:
                 job._handle(message)
 
     def _finished(self, job: Job, outcome: Outcome) -> None:

@@ -20,7 +20,7 @@ from importlib import metadata
 import numpy as np
 import pandas as pd
 
-from .training import ComparisonResult, ExperimentConfig, Record, Verdicts
+from .training import ComparisonResult, ExperimentConfig, Verdicts
 
 __all__ = ["MISTAKES", "Outcome", "comparison_key", "package_versions"]
 
@@ -119,7 +119,3 @@ class Outcome(Verdicts):
                     {"arm": arm, "class": name, "accuracy": float((preds[mask] == c).mean()) if mask.any() else None}
                 )
         return pd.DataFrame(rows, columns=["arm", "class", "accuracy"])
-
-
-def empty_history() -> pd.DataFrame:
-    return pd.DataFrame(columns=list(Record.__dataclass_fields__))

@@ -45,7 +45,6 @@ __all__ = [
     "pick_device",
     "prepare_data",
     "pretrain",
-    "verdict",
 ]
 
 
@@ -595,7 +594,17 @@ class Verdicts:
 
     def verdict(self) -> str:
         """One sentence: who won, by how much, in how long."""
-        return verdict(self.table, self.stopped)
+        if self.stopped:
+            return "Stopped before the end: no verdict."
+        t = self.table.sort_values("test_accuracy", ascending=False).reset_index(drop=True)
+        if len(t) == 1:
+            return f"{t.arm[0]}: test accuracy {t.test_accuracy[0]:.1%} in {t.seconds[0]:.0f} s."
+        a, b = t.iloc[0], t.iloc[1]
+        return (
+            f"{a.arm} wins: {a.test_accuracy:.1%} vs {b.arm} {b.test_accuracy:.1%} "
+            f"(+{(a.test_accuracy - b.test_accuracy) * 100:.1f} points), "
+            f"{a.seconds:.0f} s vs {b.seconds:.0f} s."
+        )
 
 
 @dataclass
@@ -608,21 +617,6 @@ class ComparisonResult(Verdicts):
     runs: dict[str, Run] = field(repr=False)
     data: ExperimentData = field(repr=False)
     stopped: bool = False
-
-
-def verdict(table: pd.DataFrame, stopped: bool = False) -> str:
-    """One sentence from a result table (a row per arm): who won, by how much, in how long."""
-    if stopped:
-        return "Stopped before the end: no verdict."
-    t = table.sort_values("test_accuracy", ascending=False).reset_index(drop=True)
-    if len(t) == 1:
-        return f"{t.arm[0]}: test accuracy {t.test_accuracy[0]:.1%} in {t.seconds[0]:.0f} s."
-    a, b = t.iloc[0], t.iloc[1]
-    return (
-        f"{a.arm} wins: {a.test_accuracy:.1%} vs {b.arm} {b.test_accuracy:.1%} "
-        f"(+{(a.test_accuracy - b.test_accuracy) * 100:.1f} points), "
-        f"{a.seconds:.0f} s vs {b.seconds:.0f} s."
-    )
 
 
 def compare(

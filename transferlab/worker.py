@@ -7,7 +7,7 @@ process has the CPU cores (or the GPU) to itself.
 
 Messages (tuples over a `multiprocessing.connection.Connection`):
     server -> worker: ("job", job_id, config, arms, max_work), ("stop", job_id)
-    worker -> server: ("ready", pid), ("start", job_id, arm, total_steps, device),
+    worker -> server: ("start", job_id, arm, total_steps, device),
                       ("progress", job_id, arm, step, images_seen), ("phase", job_id, text),
                       ("record", job_id, Record), ("done", job_id, Outcome), ("failed", job_id, message)
 
@@ -104,7 +104,6 @@ def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = N
 
     runner = _runner(runner_spec)
     _warm(warm)
-    conn.send(("ready", os.getpid()))
     while True:
         _, job_id, config, arms, max_work = jobs.get()
         stop = stops[job_id]
