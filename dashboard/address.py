@@ -1,6 +1,6 @@
 """The page's settings in its address, so that a link reproduces a comparison.
 
-`?backbone=efficientnet_lite0&dataset=fashion_mnist&k=4&n=10&epochs=15&seed=0` (and lr, head, px,
+`?backbone=efficientnet_lite0&dataset=fashion_mnist&k=4&n=10&steps=60&seed=0` (and lr, head, px,
 augment) opens the page with those settings; `run=1` also presses Run once. The session's own id
 (`sid`) is never part of a link to share.
 """
@@ -43,7 +43,7 @@ PARAMS = (
     Param("dataset", "dataset", str),
     Param("k", "freeze_depth", int),
     Param("n", "per_class", int),
-    Param("epochs", "epochs", int),
+    Param("steps", "steps", int),
     Param("seed", "seed", int),
     Param("lr", "lr", float),
     Param("head", "head_lr_mult", float),

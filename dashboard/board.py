@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from transferlab import plots
+from transferlab.config import DEFAULT_STEPS
 from transferlab.jobs import Job, JobQueue
 from transferlab.store import RunStore
 
@@ -22,7 +23,10 @@ VERDICTS = 30  # finished comparisons listed
 def setting(c) -> str:
     """A comparison's settings in one short label (from a config or a store row)."""
     n = "all" if c.per_class is None or pd.isna(c.per_class) else int(c.per_class)
-    return f"k={c.freeze_depth} n={n} {c.epochs} ep seed {c.seed}"
+    budget = (
+        f"{int(c.epochs)} ep" if c.epochs is not None and not pd.isna(c.epochs) else f"{c.steps or DEFAULT_STEPS} steps"
+    )
+    return f"k={c.freeze_depth} n={n} {budget} seed {c.seed}"
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -96,7 +100,7 @@ def curves_ui(running: list[Job], runs: pd.DataFrame, store: RunStore) -> None:
 @st.cache_resource(max_entries=8, show_spinner=False)
 def overlay_figure(curves: tuple[tuple[str, int], ...], _histories: dict[str, pd.DataFrame]):
     """Built once per new record: records only append, so (label, number of records) names the curves."""
-    return plots.overlay_curves(_histories, x="epoch")
+    return plots.overlay_curves(_histories, x="step")
 
 
 def map_ui(runs: pd.DataFrame) -> None:

@@ -20,5 +20,5 @@ def tiny() -> ExperimentConfig:
         batch_size=8,
         lr=3e-3,
         test_per_class=None,
-        eval_per_class=5,
+        val_per_class=5,
     )

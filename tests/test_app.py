@@ -54,8 +54,7 @@ def use_tiny(at: AppTest, **sliders) -> AppTest:
     at.selectbox(key="backbone").set_value("test_tiny").run()
     at.selectbox(key="dataset").set_value("test_blobs").run()
     for key, value in sliders.items():
-        widget = at.select_slider(key=key) if key != "epochs" else at.slider(key=key)
-        widget.set_value(value).run()
+        at.select_slider(key=key).set_value(value).run()
     assert not at.exception and not at.error
     return at
 
@@ -101,7 +100,8 @@ def test_the_page_opens_on_the_real_default(app):
     diagram = chart(app, "freeze-diagram")["data"][0]
     assert diagram["text"] == ["frozen"] * 4 + ["trained"] * 6  # 9 blocks and the head
     assert not app.error and not app.button(key="run").disabled
-    assert "100 training images per arm x 15 epochs; 2,000 test images." in app.caption.values
+    # The budget in both units: steps, the same for every size, and what they are in epochs.
+    assert "Each arm: 60 steps of up to 32 images = 15 epochs of 100 images; 2,000 test images." in app.caption.values
 
 
 def test_the_freeze_slider_redraws_the_share_and_the_picture(app):
@@ -118,10 +118,10 @@ def test_the_freeze_slider_redraws_the_share_and_the_picture(app):
 
 def test_more_images_per_class_than_the_dataset_has_is_an_error_not_a_traceback(app):
     use_tiny(app)
-    app.select_slider(key="per_class").set_value(50).run()  # test_blobs has 40 per class
+    app.select_slider(key="per_class").set_value(50).run()  # test_blobs: 40 per class, 8 held out for validation
     assert not app.exception
     assert any(
-        "only 40 training images" in e.value and "choose 20 images per class or fewer" in e.value for e in app.error
+        "only 32 training images" in e.value and "choose 20 images per class or fewer" in e.value for e in app.error
     )
     assert app.button(key="run").disabled
     app.select_slider(key="per_class").set_value("all").run()
@@ -156,14 +156,14 @@ def test_image_folder_asks_for_a_folder_and_checks_it(app, tmp_path):
 
 
 def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
-    use_tiny(app, epochs=4, per_class=5)
+    use_tiny(app, steps=15, per_class=5)
     job = run_to_the_end(app)
     assert job.status == DONE
     accuracy = chart(app, f"job{job.id}-accuracy")
     curves = {t["name"]: points(t["x"]) for t in accuracy["data"]}
-    assert curves["finetune"] == 4 and curves["scratch"] == 4  # a point per epoch for both arms
-    assert curves["finetune (full test)"] == 1 and curves["scratch (full test)"] == 1
-    assert chart(app, f"job{job.id}-loss")["layout"]["yaxis"]["title"]["text"] == "test loss"
+    assert curves["finetune"] == 15 and curves["scratch"] == 15  # a validation point per step here
+    assert curves["finetune (test split)"] == 1 and curves["scratch (test split)"] == 1
+    assert chart(app, f"job{job.id}-loss")["layout"]["yaxis"]["title"]["text"] == "loss"
     assert any("wins:" in s.value for s in app.success)
     assert app.success[0].value == "### " + job.outcome.verdict()
     # The details: per-class accuracy, a confusion matrix and the mistakes of each arm.
@@ -180,15 +180,15 @@ def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
 
 
 def test_the_settings_live_in_the_address_and_a_link_reproduces_the_comparison(app):
-    use_tiny(app, epochs=3, per_class=2)
+    use_tiny(app, steps=30, per_class=2)
     app.select_slider(key="freeze-test_tiny").set_value(2).run()
     address = app.query_params
-    assert {k: address[k] for k in ("backbone", "dataset", "k", "n", "epochs", "seed", "lr", "px")} == {
+    assert {k: address[k] for k in ("backbone", "dataset", "k", "n", "steps", "seed", "lr", "px")} == {
         "backbone": "test_tiny",
         "dataset": "test_blobs",
         "k": "2",
         "n": "2",
-        "epochs": "3",
+        "steps": "30",
         "seed": "0",
         "lr": "0.001",
         "px": "16",
@@ -217,7 +217,7 @@ def test_an_address_with_settings_the_page_cannot_use_says_so():
 
 
 def test_history_survives_a_reload_and_overlays_the_chosen_runs(app):
-    use_tiny(app, epochs=3, per_class=5)
+    use_tiny(app, steps=15, per_class=5)
     ids = []
     for k in (0, 2):
         app.select_slider(key="freeze-test_tiny").set_value(k).run()
@@ -238,7 +238,7 @@ def test_history_survives_a_reload_and_overlays_the_chosen_runs(app):
 
 
 def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app, tiny):
-    use_tiny(app, epochs=2, per_class=2)
+    use_tiny(app, steps=60, per_class=2)  # settings no other test runs: not already in the store
     queue = run_to_the_end(app)._queue
     # Another session's long job holds the worker...
     other = queue.submit(replace(tiny, epochs=3_000, seed=99), owner="another session")
@@ -260,7 +260,7 @@ def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app,
 
 
 def test_stop_ends_a_running_job_and_the_page_says_so(app):
-    use_tiny(app, epochs=50, per_class=20)
+    use_tiny(app, steps=1920, per_class=20)
     app.select_slider(key="per_class").set_value(20).run()
     app.button(key="run").click().run()
     job = app.session_state["job"]
@@ -276,7 +276,7 @@ def test_stop_ends_a_running_job_and_the_page_says_so(app):
 def test_a_comparison_beyond_the_servers_cap_is_refused_with_what_to_change(app):
     use_tiny(app)
     app.select_slider(key="per_class").set_value("all").run()
-    app.slider(key="epochs").set_value(50).run()  # 160 images x 50 epochs = 8 000: under the cap
+    app.select_slider(key="steps").set_value(1920).run()  # 1 920 steps x 32 images = 61 440: under the cap
     assert not app.error
     from dashboard import server
 
@@ -284,24 +284,24 @@ def test_a_comparison_beyond_the_servers_cap_is_refused_with_what_to_change(app)
     server.MAX_WORK["cpu"] = 1_000
     try:
         app.run()
-        assert any("this server allows 1,000" in e.value and "at most 6 epochs" in e.value for e in app.error)
+        assert any("this server allows 1,000" in e.value and "at most 31 steps" in e.value for e in app.error)
         assert app.button(key="run").disabled
     finally:
         server.MAX_WORK["cpu"] = original
 
 
 def test_the_class_board_shows_the_queue_the_verdicts_and_the_transfer_map(app):
-    use_tiny(app, epochs=2, per_class=1)
+    use_tiny(app, steps=15, per_class=1)
     done = run_to_the_end(app)
     board = open_page(view="board")
     assert any("Class board" in t.value for t in board.title)
     verdicts = next(d.value for d in board.dataframe if "gap (points)" in d.value.columns)
-    assert len(verdicts) >= 1 and "k=3 n=1 2 ep seed 0" in verdicts.settings.tolist()
+    assert len(verdicts) >= 1 and "k=3 n=1 15 steps seed 0" in verdicts.settings.tolist()
     assert board.selectbox(key="board-pair").value == "test_tiny on test_blobs"
     transfer_map = chart(board, "board-map")["data"][0]
     assert transfer_map["type"] == "scatter" and points(transfer_map["x"]) >= 1
     curves = [t["name"] for t in chart(board, "board-curves")["data"]]
-    assert f"#{done.stored} k=3 n=1 2 ep seed 0 finetune" in curves
+    assert f"#{done.stored} k=3 n=1 15 steps seed 0 finetune" in curves
     # Anonymous: no session ids anywhere on the board.
     assert app.session_state["sid"] not in " ".join(str(d.value.to_dict()) for d in board.dataframe)
 

@@ -18,7 +18,7 @@ def test_reference_and_transferlab_loops_train_the_same_experiment():
         batch_size=8,
         lr=1e-2,
         test_per_class=None,
-        eval_per_class=5,
+        val_per_class=5,
     )
     ref, ours = run_reference(config), run_transferlab(config)
     assert ref["train_images"] == ours["train_images"] == 12 * 64

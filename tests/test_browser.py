@@ -1,8 +1,8 @@
 """The dashboard in a real browser: Playwright drives Debian's Chromium against `streamlit run app.py`.
 
 These are the tests that see the live updates (AppTest sees only finished script runs). They run
-the REAL default, ImageNet EfficientNet-Lite0 on Fashion-MNIST (10 images per class, 15 epochs,
-64 px), first for one session, then for a class of eight sessions pressing Run at once with the
+the REAL default, ImageNet EfficientNet-Lite0 on Fashion-MNIST (10 images per class, 60 steps =
+15 epochs, 64 px), first for one session, then for a class of eight sessions pressing Run at once with the
 class board open. The waits are bounded but generous, because a busy machine can make them
 several times slower. They assert what must happen (curves that grow, every session its own
 verdict, in queue order); the timings, measured side by side with the same comparisons run
@@ -167,7 +167,7 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     verdict = page.get_by_text("wins:")
     expect(verdict).to_be_visible(timeout=1000)  # fails here if the run did not finish within RUN_S
 
-    # The curves grew while training, point by point before the verdict, and end with every epoch.
+    # The curves grew while training, point by point before the verdict, and end with all 15 points.
     assert first_point is not None and both_arms is not None and both_arms < verdict_s
     assert len(seen & set(range(1, 15))) >= 3, f"the finetune curve was seen with {sorted(seen)} points"
     page.wait_for_function(
@@ -234,7 +234,7 @@ def in_process(**settings) -> tuple[float, float]:
 
     class FirstPoint(Callback):
         def on_record(self, run, record):
-            if record.split == "eval" and not first:
+            if record.split == "val" and not first:
                 first.append(time.perf_counter() - started)
 
     started = time.perf_counter()
@@ -247,7 +247,7 @@ def avx512_bf16() -> bool:
 
 
 CLASS_DEPTHS = (1, 2, 3, 4, 6, 7, 8, 9)  # eight sessions, eight settings: a column of the transfer map
-CLASS_EPOCHS = 5  # a third of the default, so that eight comparisons, twice, fit in a few minutes
+CLASS_STEPS = 15  # a quarter of the default, so that eight comparisons, twice, fit in a few minutes
 
 
 @pytest.mark.timeout(RUN_S * 3)
@@ -264,7 +264,7 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         for k in CLASS_DEPTHS:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.set_default_timeout(30_000)
-            page.goto(f"{server}/?k={k}&epochs={CLASS_EPOCHS}")
+            page.goto(f"{server}/?k={k}&steps={CLASS_STEPS}")
             pages.append(page)
         for page in pages:
             expect(page.get_by_role("button", name="Run", exact=True)).to_be_enabled(timeout=PAGE_LOAD_S * 1000)
@@ -301,10 +301,10 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         browser.close()
     last = max(verdicts.values())
     # Side by side: the same eight comparisons, one after another in this process.
-    alone = [in_process(freeze_depth=k, epochs=CLASS_EPOCHS)[1] for k in CLASS_DEPTHS]
+    alone = [in_process(freeze_depth=k, steps=CLASS_STEPS)[1] for k in CLASS_DEPTHS]
     figures = {
         "sessions": len(CLASS_DEPTHS),
-        "epochs": CLASS_EPOCHS,
+        "steps": CLASS_STEPS,
         "verdict_s": {k: round(verdicts[k], 1) for k in CLASS_DEPTHS},
         "all_pressed_s": round(pressed, 1),
         "last_verdict_s": round(last, 1),

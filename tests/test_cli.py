@@ -47,7 +47,7 @@ def test_compare_json_has_both_arms(capsys):
     assert set(result["arms"]) == {"finetune", "scratch"}
     assert result["config"]["precision"] == "fp32" and result["arms"]["finetune"]["bf16"] == "no"
     assert 0 <= result["arms"]["finetune"]["test_accuracy"] <= 1 and result["arms"]["scratch"]["seconds"] > 0
-    assert "gap" in result and "epoch 2/2" in captured.err  # progress goes to stderr
+    assert "gap" in result and "step 8/8 (epoch 2.0)" in captured.err  # progress goes to stderr
 
 
 def test_compare_prints_progress_and_a_table(capsys):
@@ -61,8 +61,8 @@ def test_compare_prints_progress_and_a_table(capsys):
         "4",
         "--freeze-depth",
         "3",
-        "--epochs",
-        "2",
+        "--steps",
+        "6",
         "--batch-size",
         "8",
         "--arms",
@@ -70,7 +70,12 @@ def test_compare_prints_progress_and_a_table(capsys):
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "probe     epoch 1/2" in out and "test_accuracy" in out and "probe: test accuracy" in out
+    # The budget in both units: 16 images in batches of 8 are 2 steps an epoch.
+    assert "6 steps of up to 8 images = 3 epochs of 16 images" in out
+    assert "probe     step 2/6 (epoch 1.0)" in out and "val_accuracy" in out and "probe: test accuracy" in out
+    with pytest.raises(SystemExit):  # one budget: steps or epochs
+        main([*argv, "--epochs", "2"])
+    assert "not allowed with argument --steps" in capsys.readouterr().err
 
 
 def test_settings_that_cannot_work_exit_2_with_a_message(capsys):
@@ -113,7 +118,7 @@ def test_importing_the_package_is_instant_and_names_load_on_first_use():
     code = (
         "import sys, transferlab as tl\n"
         "assert 'torch' not in sys.modules\n"
-        "assert tl.compare.__module__ == 'transferlab.training' and 'compare' in dir(tl)\n"
+        "assert tl.compare.__module__ == 'transferlab.comparison' and 'compare' in dir(tl)\n"
         "assert 'plotly' not in sys.modules  # training needs no plotting library\n"
         "try:\n    tl.no_such_name\nexcept AttributeError as e:\n    print(e)\n"
     )
@@ -137,6 +142,6 @@ def test_runs_lists_the_store_and_exports_csv(tmp_path, tiny, capsys):
 
     rows = pd.read_csv(csv)
     assert sorted(rows.arm) == ["finetune", "scratch"] and rows.test_accuracy.between(0, 1).all()
-    assert len(pd.read_csv(tmp_path / "h.csv")) == 2 * (2 * tiny.epochs + 1)
+    assert len(pd.read_csv(tmp_path / "h.csv")) == 2 * (2 * tiny.epochs + 1)  # train and val per epoch, test
     assert main(["runs", "--store", str(store.path), "--csv", str(tmp_path / "no" / "such" / "folder.csv")]) == 2
     assert "error:" in capsys.readouterr().err

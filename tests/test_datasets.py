@@ -84,6 +84,32 @@ def test_image_folder_errors_say_what_to_do(tmp_path):
         load_image_folder(tmp_path)
 
 
+def test_image_folder_skips_every_file_pillow_rejects_and_names_them(tmp_path, monkeypatch):
+    from PIL import Image
+
+    _write_images(tmp_path, {"red": (255, 0, 0), "blue": (0, 0, 255)}, 6)
+    (tmp_path / "blue" / "truncated.png").write_bytes((tmp_path / "blue" / "0.png").read_bytes()[:60])
+    # A decompression bomb: Pillow raises DecompressionBombError (not an OSError) above twice the limit.
+    Image.new("L", (300, 300)).save(tmp_path / "red" / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300 // 3)
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable image\(s\)"):
+        ds = load_image_folder(tmp_path, size=16)
+    assert len(ds.train_labels) + len(ds.test_labels) == 12
+    assert sorted(ds.skipped) == ["blue/truncated.png (OSError)", "red/bomb.png (DecompressionBombError)"]
+
+
+def test_image_folder_refuses_too_few_usable_classes_and_a_class_missing_from_test(tmp_path):
+    _write_images(tmp_path / "one", {"a": (0, 0, 0)}, 3)
+    (tmp_path / "one" / "b").mkdir()
+    (tmp_path / "one" / "b" / "x.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match=r"at least 2 classes .* a: 3, b: 0"):
+        load_image_folder(tmp_path / "one")
+    _write_images(tmp_path / "two" / "train", {"a": (0, 0, 0), "b": (255, 255, 255)}, 3)
+    _write_images(tmp_path / "two" / "test", {"a": (0, 0, 0)}, 2)
+    with pytest.raises(ConfigError, match="no folder for class\\(es\\) b"):
+        load_image_folder(tmp_path / "two")
+
+
 def test_online_dataset_offline_gives_an_actionable_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path))
 

@@ -46,7 +46,7 @@ def test_training_happens_in_a_worker_process_and_comes_back_as_plain_data(queue
     assert job.history().empty and list(job.history().columns)[:3] == ["arm", "epoch", "step"]
     assert job.wait(120) and job.status == DONE and job.error is None
     h = job.history()
-    assert set(h.arm) == {"finetune", "scratch"} and (h.split == "eval").sum() == 2 * tiny.epochs
+    assert set(h.arm) == {"finetune", "scratch"} and (h.split == "val").sum() == 2 * tiny.epochs
     assert job.progress == 1.0 and job.images_per_second > 0 and job.device.startswith("CPU")
     assert job.position is None and not job.active
     outcome = job.outcome
@@ -76,13 +76,13 @@ def test_position_counts_the_jobs_ahead_and_a_waiting_job_can_leave(queue, tiny)
 
 def test_stop_reaches_the_worker_within_a_batch(queue, tiny):
     job = queue.submit(long(tiny, 30))
-    wait_until(lambda: len(job.records()) > 0)
+    wait_until(lambda: job.progress > 0)
     asked = time.monotonic()
     job.stop()
     assert job.wait(30) and job.status == STOPPED
     assert time.monotonic() - asked < 5  # the worker's own answer, not the grace period's kill
     assert job.outcome.stopped and job.outcome.verdict().startswith("Stopped")
-    assert job.history().epoch.max() < 100_000
+    assert (job.outcome.table.steps < 100_000 * 4).all()
     assert queue.submit(replace(tiny, seed=31)).wait(120)  # the same worker goes on
 
 
@@ -91,7 +91,7 @@ def test_a_failure_keeps_its_message_and_the_worker_goes_on(queue, tiny):
     good = queue.submit(replace(tiny, seed=40))
     assert bad.wait(120) and good.wait(120)
     assert bad.status == FAILED and bad.outcome is None
-    assert "only 40 training images" in bad.error and "per_class <= 40" in bad.error
+    assert "only 35 training images" in bad.error and "per_class <= 35" in bad.error  # 40, less 5 for validation
     assert good.status == DONE
 
 

@@ -19,14 +19,14 @@ def result():
             epochs=3,
             batch_size=8,
             test_per_class=None,
-            eval_per_class=5,
+            val_per_class=5,
         )
     )
 
 
 def test_learning_curves_have_a_trace_per_arm_with_every_epoch(result):
     fig = plots.learning_curves(result.history, x="images_seen")
-    curves = {t.name: t for t in fig.data if "full test" not in t.name}
+    curves = {t.name: t for t in fig.data if "test split" not in t.name}
     assert set(curves) == {"finetune", "scratch"}
     assert all(len(t.x) == 3 for t in curves.values())
     assert list(curves["scratch"].x) == [32, 64, 96]

@@ -272,4 +272,14 @@ def test_default_store_path(monkeypatch, tmp_path):
     assert default_store_path() == tmp_path / "mine.sqlite"
     monkeypatch.delenv("TRANSFERLAB_STORE")
     monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
-    assert default_store_path() == tmp_path / "data" / "runs.sqlite"
+    assert default_store_path() == tmp_path / "data" / "runs-v2.sqlite"
+
+
+def test_a_store_from_before_the_step_budget_is_refused_with_what_to_do(tmp_path):
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE comparisons (id INTEGER PRIMARY KEY, key TEXT, epochs INTEGER)")
+    with pytest.raises(TransferlabError, match="written by an older transferlab.*Move the file away"):
+        RunStore(old)

@@ -6,9 +6,23 @@ import pandas as pd
 import pytest
 import torch
 
-from transferlab import ARMS, Arm, Callback, ConfigError, History, StopTraining, compare, feature_cache, training
+from transferlab import (
+    ARMS,
+    Arm,
+    Callback,
+    ConfigError,
+    ExperimentConfig,
+    History,
+    StopTraining,
+    compare,
+    feature_cache,
+    features,
+    plan,
+    run,
+)
+from transferlab.comparison import still_improving
+from transferlab.device import bf16_passes
 from transferlab.features import FeatureCache
-from transferlab.training import bf16_passes
 
 
 def test_records_come_in_order_and_arms_advance_together(tiny):
@@ -16,13 +30,13 @@ def test_records_come_in_order_and_arms_advance_together(tiny):
     h = result.history
     for arm in ("finetune", "scratch"):
         mine = h[h.arm == arm]
-        assert mine.split.tolist() == ["train", "eval"] * 3 + ["test"]
+        assert mine.split.tolist() == ["train", "val"] * 3 + ["test"]  # the test split once, at the end
         assert mine.epoch.tolist() == [1, 1, 2, 2, 3, 3, 3]
         assert mine.step.is_monotonic_increasing and mine.seconds.is_monotonic_increasing
         assert mine.images_seen.iloc[-1] == 3 * 32
     # Interleaved: each arm's epoch 1 comes before either arm's epoch 2.
     first_epoch2 = h.index[h.epoch == 2].min()
-    assert (h.loc[: first_epoch2 - 1].query("split == 'eval'").arm.tolist()) == ["finetune", "scratch"]
+    assert (h.loc[: first_epoch2 - 1].query("split == 'val'").arm.tolist()) == ["finetune", "scratch"]
     assert set(result.table.arm) == {"finetune", "scratch"}
     assert result.table.set_index("arm").loc["finetune", "freeze_depth"] == 1
 
@@ -69,17 +83,24 @@ def test_cached_prefix_gives_the_same_training_as_recomputing_it(tiny):
     feature_cache().clear()
     cached = compare(replace(tiny, freeze_depth=2), arms=["finetune"])
     plain = compare(replace(tiny, freeze_depth=2, cache_features=False), arms=["finetune"])
-    assert cached.runs["finetune"].cached and not plain.runs["finetune"].cached
+    assert cached.runs["finetune"].inputs.cached and not plain.runs["finetune"].inputs.cached
     assert torch.allclose(torch.tensor(cached.history.loss.values), torch.tensor(plain.history.loss.values), atol=1e-4)
-    assert feature_cache().misses == 2  # train and test features, computed once each
+    assert feature_cache().misses == 3  # train, validation and test features, computed once each
     compare(replace(tiny, freeze_depth=2), arms=["finetune"])
-    assert feature_cache().misses == 2 and feature_cache().hits >= 2
+    assert feature_cache().misses == 3 and feature_cache().hits >= 3
+
+
+def test_validation_and_test_features_do_not_depend_on_the_training_subset_or_seed(tiny):
+    feature_cache().clear()
+    for per_class, seed in [(8, 0), (8, 1), (4, 2)]:
+        compare(replace(tiny, freeze_depth=2, per_class=per_class, seed=seed), arms=["finetune"])
+    assert feature_cache().misses == 3 + 1 + 1  # only the training subset's features are new
 
 
 def test_the_prefix_is_fingerprinted_once_per_run(tiny, monkeypatch):
     calls = []
-    fingerprint = training.prefix_fingerprint
-    monkeypatch.setattr(training, "prefix_fingerprint", lambda *a: calls.append(a) or fingerprint(*a))
+    fingerprint = features.prefix_fingerprint
+    monkeypatch.setattr(features, "prefix_fingerprint", lambda *a: calls.append(a) or fingerprint(*a))
     compare(replace(tiny, freeze_depth=2, epochs=4), arms=["finetune"])
     assert len(calls) == 1  # not once per epoch: hashing a deep prefix costs as much as an epoch
 
@@ -95,12 +116,12 @@ def test_bf16_runs_where_the_hardware_is_fast_at_it():
 
 def test_bf16_prefix_features_train_a_float32_suffix(tiny, monkeypatch):
     # Forced on, so that this path is tested on every CPU, with or without native bf16.
-    monkeypatch.setattr(training, "bf16_passes", lambda device, precision: (False, precision == "auto"))
+    monkeypatch.setattr(run, "bf16_passes", lambda device, precision: (False, precision == "auto"))
     feature_cache().clear()
     bf16 = compare(replace(tiny, freeze_depth=2), arms=["finetune"])
     assert {t.dtype for t in feature_cache()._entries.values()} == {torch.bfloat16}
     fp32 = compare(replace(tiny, freeze_depth=2, precision="fp32"), arms=["finetune"])
-    assert feature_cache().misses == 4  # fp32 features are their own cache entries
+    assert feature_cache().misses == 6  # fp32 features are their own cache entries
     assert bf16.table.bf16[0] == "prefix+eval" and fp32.table.bf16[0] == "no"
     assert all(p.dtype == torch.float32 for p in bf16.runs["finetune"].model.parameters())
     losses = [torch.tensor(r.history.query("split == 'train'").loss.values) for r in (bf16, fp32)]
@@ -109,7 +130,7 @@ def test_bf16_prefix_features_train_a_float32_suffix(tiny, monkeypatch):
 
 def test_bf16_everywhere_as_on_cuda_trains_float32_weights(tiny, monkeypatch):
     # CUDA's setting (bf16 training too), run under CPU autocast: the same code path, no GPU needed.
-    monkeypatch.setattr(training, "bf16_passes", lambda device, precision: (True, True))
+    monkeypatch.setattr(run, "bf16_passes", lambda device, precision: (True, True))
     result = compare(replace(tiny, epochs=20, lr=1e-2), arms=["finetune", "scratch"])
     assert set(result.table.bf16) == {"all"}
     assert all(p.dtype == torch.float32 for p in result.runs["finetune"].model.parameters())  # autocast
@@ -119,22 +140,37 @@ def test_bf16_everywhere_as_on_cuda_trains_float32_weights(tiny, monkeypatch):
 
 def test_augmented_views_are_cached_and_cycled(tiny):
     result = compare(replace(tiny, freeze_depth=2, augment=True, augment_views=3), arms=["finetune"])
-    assert result.runs["finetune"].cached
+    assert result.runs["finetune"].inputs.cached
+    assert result.runs["finetune"].inputs.features("train").shape[0] == 3
     assert not result.history.query("split == 'test'").accuracy.isna().any()
+
+
+def test_one_augmented_view_is_augmented_and_cached_apart_from_plain_features(tiny):
+    feature_cache().clear()
+    plain = compare(replace(tiny, freeze_depth=2), arms=["finetune"]).runs["finetune"].inputs
+    one = (
+        compare(replace(tiny, freeze_depth=2, augment=True, augment_views=1), arms=["finetune"]).runs["finetune"].inputs
+    )
+    assert feature_cache().misses == 4  # the augmented view is its own entry, not the plain one's
+    augmented = one.features("train")
+    assert augmented.shape == (1, *plain.features("train").shape)
+    assert not torch.equal(augmented[0], plain.features("train"))
+    rows = torch.arange(4)
+    assert torch.equal(one.train_batch(rows, epoch=5), augmented[0][rows].float())  # a whole image each
 
 
 def test_features_too_big_for_the_cache_are_never_computed_whole(tiny, monkeypatch):
     # A run whose features would not fit runs the prefix every batch: memory stays bounded.
     config = replace(tiny, freeze_depth=2)
     small = FeatureCache(max_bytes=1000)
-    monkeypatch.setattr(training, "feature_cache", lambda: small)
+    monkeypatch.setattr(features, "feature_cache", lambda: small)
     result = compare(config, arms=["finetune"])
-    assert not result.runs["finetune"].cached and not result.table.cached_features[0]
+    assert not result.runs["finetune"].inputs.cached and not result.table.cached_features[0]
     assert small.misses == 0 and small.nbytes == 0
     plain = compare(replace(config, cache_features=False), arms=["finetune"])
     assert torch.allclose(torch.tensor(result.history.loss.values), torch.tensor(plain.history.loss.values))
-    monkeypatch.setattr(training, "feature_cache", lambda: FeatureCache(max_bytes=2**20))
-    assert compare(config, arms=["finetune"]).runs["finetune"].cached  # the same run fits in 1 MB
+    monkeypatch.setattr(features, "feature_cache", lambda: FeatureCache(max_bytes=2**20))
+    assert compare(config, arms=["finetune"]).runs["finetune"].inputs.cached  # the same run fits in 1 MB
 
 
 def test_feature_cache_is_bounded_and_evicts_least_recent():
@@ -166,7 +202,7 @@ def test_linear_probe_and_custom_arms(tiny):
 def test_settings_that_cannot_work_fail_before_training(tiny):
     with pytest.raises(ConfigError, match="freeze_depth must be 0..3"):
         compare(replace(tiny, freeze_depth=7))
-    with pytest.raises(ConfigError, match="per_class <= 40"):
+    with pytest.raises(ConfigError, match="per_class <= 35 \\(after 5 per class are held out for validation\\)"):
         compare(replace(tiny, per_class=41))
     with pytest.raises(ConfigError, match="precision must be one of auto, fp32"):
         compare(replace(tiny, precision="fp16"))
@@ -193,8 +229,97 @@ def test_a_loss_that_becomes_nan_stops_the_run_naming_the_arm_the_step_and_what_
 def test_a_run_beyond_the_cap_is_refused_before_training_with_what_to_change(tiny):
     with pytest.raises(
         ConfigError,
-        match=r"32 images x 3 epochs = 96 images per arm; this server allows 50\. "
-        r"Choose at most 4 images per class, or at most 1 epoch\.$",
+        match=r"trains 12 steps of up to 8 images = 3 epochs of 32 images: 96 images per arm, "
+        r"and this server allows 50\. Choose at most 1 epochs\.$",
     ):
         compare(tiny, max_work=50)
+    with pytest.raises(ConfigError, match=r"Choose at most 25 steps\.$"):
+        compare(replace(tiny, epochs=None, steps=100), max_work=200)
     assert compare(tiny, arms=["finetune"], max_work=96).table.test_accuracy.notna().all()
+
+
+# --- the defects that bent results, each pinned -------------------------------------------------
+
+
+def test_every_training_image_is_seen_every_epoch_and_a_lone_last_image_joins_a_batch(tiny):
+    assert plan(tiny, 20).batch_sizes == (8, 8, 4)
+    assert plan(tiny, 17).batch_sizes == (8, 9)  # not a batch of one: BatchNorm needs two
+    config = replace(tiny, per_class=4, batch_size=5, epochs=2)  # 16 images: 5 + 5 + 6
+    result = compare(config, arms=["finetune", "scratch"])
+    assert (result.table.steps == 6).all()
+    assert (result.history.query("split == 'test'").images_seen == 2 * 16).all()
+
+
+def test_a_run_ends_in_eval_mode_and_evaluation_keeps_the_mode_it_found(tiny):
+    r = compare(tiny, arms=["scratch"]).runs["scratch"]
+    assert not r.model.training
+    r.model.train()
+    r.evaluate("val")
+    assert r.model.training
+    r.model.eval()
+    stats = [b.running_mean.clone() for b in r.model.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    r.model(torch.rand(4, 1, 16, 16).expand(-1, 3, -1, -1))  # a later forward pass...
+    after = [b.running_mean for b in r.model.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    assert all(torch.equal(a, b) for a, b in zip(stats, after))  # ...leaves BatchNorm's statistics alone
+
+
+def test_a_stopped_run_still_ends_every_arm(tiny):
+    events = []
+
+    class Watch(Callback):
+        def on_run_start(self, run):
+            events.append(("start", run.arm.name))
+
+        def on_batch_end(self, run):
+            if run.arm.name == "scratch" and run.step == 2:
+                raise StopTraining("enough")
+
+        def on_run_end(self, run):
+            events.append(("end", run.arm.name))
+
+    assert compare(tiny, callbacks=[Watch()]).stopped
+    assert sorted(events) == [("end", "finetune"), ("end", "scratch"), ("start", "finetune"), ("start", "scratch")]
+
+
+# --- the budget: steps, the same for every size and arm -----------------------------------------
+
+
+def test_the_budget_in_steps_is_the_same_for_every_dataset_size(tiny):
+    budget = replace(tiny, epochs=None, steps=10)
+    for per_class in (1, 3, 8):
+        result = compare(replace(budget, per_class=per_class))
+        assert (result.table.steps == 10).all()
+        assert result.history.query("split == 'val'").groupby("arm").step.max().eq(10).all()
+    assert plan(ExperimentConfig(), 100).steps == plan(ExperimentConfig(), 10_000).steps == 60
+    assert plan(ExperimentConfig(), 100).describe() == "60 steps of up to 32 images = 15 epochs of 100 images"
+    with pytest.raises(ConfigError, match="in steps or in epochs, not both"):
+        compare(replace(tiny, steps=10))
+
+
+def test_an_arm_can_train_longer_than_the_others(tiny):
+    long = Arm("scratch x10", "random", "none", budget_mult=10)
+    result = compare(tiny, arms=["scratch", long])
+    assert result.table.set_index("arm").steps.to_dict() == {"scratch": 12, "scratch x10": 120}
+    assert result.history.query("split == 'val'").groupby("arm").size().tolist() == [3, 3]
+
+
+def test_validation_split_comes_from_the_training_pool_apart_from_training_and_fixed(tiny):
+    from transferlab import prepare_data
+
+    a = prepare_data(tiny)
+    b = prepare_data(replace(tiny, seed=3, per_class=2))
+    assert not set(a.rows["val"].tolist()) & set(a.rows["train"].tolist())
+    assert torch.equal(a.rows["val"], b.rows["val"]) and torch.equal(a.rows["test"], b.rows["test"])
+    assert len(a.val_labels) == 4 * 5 and torch.bincount(a.val_labels).tolist() == [5] * 4
+
+
+def test_an_arm_still_improving_at_the_end_of_its_budget_is_flagged(tiny):
+    def history(curve):
+        return pd.DataFrame({"arm": "scratch", "split": "val", "accuracy": curve})
+
+    assert still_improving(history([0.2, 0.3, 0.35, 0.4, 0.45, 0.5]), "scratch")
+    assert not still_improving(history([0.2, 0.5, 0.6, 0.61, 0.61, 0.61]), "scratch")  # flat: done
+    assert not still_improving(history([0.2, 0.3, 0.4, 0.5, 0.6, 0.55]), "scratch")  # past its best
+    result = compare(replace(tiny, epochs=None, steps=4, lr=1e-3), arms=["scratch"])
+    flagged = result.improving() == ["scratch"]
+    assert flagged == ("still improving" in result.verdict())

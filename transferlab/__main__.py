@@ -38,7 +38,7 @@ def _per_class(value: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .training import PRECISIONS, ExperimentConfig
+    from .config import DEFAULT_STEPS, PRECISIONS, ExperimentConfig
 
     d = ExperimentConfig()
     parser = argparse.ArgumentParser(prog="python -m transferlab", description=__doc__.split("\n")[0])
@@ -58,7 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backbone", default=d.backbone)
     c.add_argument("--per-class", type=_per_class, default=d.per_class, help="training images per class, or 'all'")
     c.add_argument("--freeze-depth", type=int, default=d.freeze_depth, help="freeze the first k blocks")
-    c.add_argument("--epochs", type=int, default=d.epochs)
+    budget = c.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"training budget in optimiser steps, the same for every size (default {DEFAULT_STEPS})",
+    )
+    budget.add_argument(
+        "--epochs", type=int, default=None, help="the budget in passes over the training images instead"
+    )
     c.add_argument("--lr", type=float, default=d.lr)
     c.add_argument("--head-lr-mult", type=float, default=d.head_lr_mult)
     c.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -134,8 +143,9 @@ def cmd_predict(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from .progress import Printer
-    from .training import ExperimentConfig, compare
+    from .callbacks import Printer
+    from .comparison import compare
+    from .config import ExperimentConfig
 
     config = ExperimentConfig(
         dataset=args.dataset,
@@ -143,6 +153,7 @@ def cmd_compare(args) -> None:
         backbone=args.backbone,
         per_class=args.per_class,
         freeze_depth=args.freeze_depth,
+        steps=args.steps,
         epochs=args.epochs,
         lr=args.lr,
         head_lr_mult=args.head_lr_mult,
@@ -161,9 +172,24 @@ def cmd_compare(args) -> None:
             out["gap"] = result.gap
         print(json.dumps(out, indent=2))
     else:
-        cols = ["arm", "test_accuracy", "seconds", "trainable_params", "freeze_depth", "bf16", "device"]
+        cols = [
+            "arm",
+            "val_accuracy",
+            "test_accuracy",
+            "steps",
+            "epochs",
+            "seconds",
+            "trainable_params",
+            "freeze_depth",
+            "bf16",
+            "device",
+        ]
         print()
-        print(result.table[cols].to_string(index=False, formatters={"test_accuracy": "{:.1%}".format}))
+        print(
+            result.table[cols].to_string(
+                index=False, formatters={"val_accuracy": "{:.1%}".format, "test_accuracy": "{:.1%}".format}
+            )
+        )
         print(result.verdict())
 
 

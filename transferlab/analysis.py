@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from .backbones import create_backbone, get_spec
-from .datasets import to_model_input
-from .training import ExperimentConfig, pick_device, prepare_data
+from .config import ExperimentConfig
+from .device import pick_device
+from .splits import prepare_data
+from .transforms import to_model_input
 
 __all__ = [
     "DatasetFeatures",

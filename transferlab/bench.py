@@ -11,8 +11,8 @@ per class, the fixed 2 000-image test split), epochs, optimiser and device:
   torchvision transforms, a DataLoader, the full forward pass every batch (frozen blocks only
   have `requires_grad=False`), and the full test split evaluated every epoch;
 - **transferlab**: `compare(config, arms=["finetune"])`: the frozen prefix computed once,
-  tensors resized in batches, channels_last, per-epoch curves on a fixed 500-image part of the
-  test split, the full test split at the end;
+  tensors resized in batches, channels_last, 15 points of validation curve on a 500-image split
+  of the training pool, the full test split once at the end;
 
 at freeze depth k = 0, half the blocks (both neighbours when the count is odd: 4 and 5 of
 EfficientNet-Lite0's 9) and all blocks. Each loop also reports its work in counted FLOPs: the
@@ -72,7 +72,7 @@ def loop_gflop(flops: tuple[float, float], prefix_images: int, train_images: int
 
 
 def _config(args, k: int):
-    from .training import ExperimentConfig
+    from .config import ExperimentConfig
 
     return ExperimentConfig(per_class=args.per_class, epochs=args.epochs, freeze_depth=k, seed=0, device=args.device)
 
@@ -89,8 +89,9 @@ def run_reference(config) -> dict:
     from torch.utils.data import DataLoader, Dataset
 
     from .backbones import create_backbone, get_spec
+    from .device import pick_device
     from .freezing import freeze_to
-    from .training import pick_device, prepare_data
+    from .splits import prepare_data
 
     device = pick_device(config.device)
     data = prepare_data(config, torch.device("cpu"))
@@ -141,8 +142,8 @@ def run_reference(config) -> dict:
 
 
 def run_transferlab(config) -> dict:
+    from .comparison import compare
     from .datasets import load_dataset
-    from .training import compare
 
     load_dataset(config.dataset)  # reading the files is not what is compared: both loops start after it
     started = time.perf_counter()
@@ -150,25 +151,27 @@ def run_transferlab(config) -> dict:
     seconds = time.perf_counter() - started
     run, data = result.runs["finetune"], result.data
     images = run.images_seen
-    evaluated = config.epochs * len(data.eval_rows) + len(data.test_labels)
-    # The prefix once per training and test image when its features are cached, else every time.
+    evaluated = len(run.plan.eval_steps) * len(data.val_labels) + len(data.test_labels)
+    # The prefix once per training, validation and test image when its features are cached, else every time.
     views = config.augment_views if config.augment else 1
-    prefixed = len(data.train_labels) * views + len(data.test_labels) if run.cached else images + evaluated
+    cached = len(data.train_labels) * views + len(data.val_labels) + len(data.test_labels)
+    prefixed = cached if run.inputs.cached else images + evaluated
     gflop = loop_gflop(forward_flops(run.model, config.size, run.k), prefixed, images, evaluated)
     return {"seconds": seconds, "test_accuracy": result.accuracy("finetune"), "train_images": images, "gflop": gflop}
 
 
 def run_dashboard_default(config) -> dict:
     """The dashboard's default comparison (both arms): when the first point and the verdict come."""
+    from .callbacks import Callback
+    from .comparison import compare
     from .datasets import load_dataset
-    from .training import Callback, compare
 
     started = time.perf_counter()
     firsts: dict[str, float] = {}
 
     class FirstPoint(Callback):
         def on_record(self, run, record):
-            if record.split == "eval":
+            if record.split == "val":
                 firsts.setdefault(record.arm, time.perf_counter() - started)
 
     load_dataset(config.dataset)
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from .backbones import get_spec
-    from .training import bf16_passes, device_name, pick_device
+    from .device import bf16_passes, device_name, pick_device
 
     device = pick_device(args.device)
     n = get_spec("efficientnet_lite0").num_blocks

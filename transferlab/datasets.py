@@ -21,20 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ._paths import data_dir
 from .errors import ConfigError, Unavailable
 
 __all__ = [
     "ImageDataset",
-    "augment_batch",
     "dataset_status",
     "list_datasets",
     "load_dataset",
     "select_classes",
     "stratified_indices",
-    "to_model_input",
 ]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -64,6 +61,7 @@ class ImageDataset:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     source: str
+    skipped: tuple[str, ...] = ()  # files that could not be read, each with why
 
     @property
     def num_classes(self) -> int:
@@ -117,35 +115,6 @@ def select_classes(ds: ImageDataset, classes: list[int] | tuple[int, ...]) -> Im
         test_images=test_x,
         test_labels=test_y,
     )
-
-
-# --- turning uint8 images into model input, in batches ---------------------------------------
-
-
-def to_model_input(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> normalised float (B, 3, size, size) on the same device."""
-    x = images.float().div_(255)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip, scale (0.85-1) and shift (up to 10%) per image, in one batched op."""
-    b = x.shape[0]
-    flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
-    scale = 0.85 + 0.15 * torch.rand(b, generator=generator)
-    shift = (torch.rand(b, 2, generator=generator) - 0.5) * 0.2
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0] = scale * flip
-    theta[:, 1, 1] = scale
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -305,24 +274,39 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
 
 
 def _read_class_folders(folder: Path, classes: tuple[str, ...] | None, size: int):
-    found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    """(classes, images, labels, skipped): every file Pillow cannot read, for whatever reason (a
+    truncated file, a decompression bomb, a folder it may not list), is skipped and named."""
+    try:
+        found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    except OSError as error:
+        raise ConfigError(f"cannot read the folder {folder} ({error.strerror or error})") from None
+    if classes is not None and (missing := [c for c in classes if c not in found]):
+        raise ConfigError(
+            f"{folder} has no folder for class(es) {', '.join(missing)}: every class in train/ needs "
+            "its own folder of test images in test/"
+        )
     classes = classes or found
     if not classes:
         raise ConfigError(f"{folder} has no class sub-folders: put each class's images in a folder named after it")
     images, labels, skipped = [], [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        try:
+            files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        except OSError as error:
+            skipped.append(f"{name}/ ({error.strerror or error})")
+            continue
         for path in files:
             try:
                 images.append(load_image(path, size))
                 labels.append(label)
-            except OSError:
-                skipped.append(path.name)
+            except Exception as error:  # noqa: BLE001 (Pillow raises many kinds; each is one bad file)
+                skipped.append(f"{name}/{path.name} ({type(error).__name__})")
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}: {', '.join(skipped[:5])}", stacklevel=3)
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}: {shown}", stacklevel=3)
     if not images:
-        raise ConfigError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
-    return classes, torch.stack(images), torch.tensor(labels)
+        raise ConfigError(f"no readable images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
+    return classes, torch.stack(images), torch.tensor(labels), tuple(skipped)
 
 
 FOLDER_IMAGE_SIZE = 128
@@ -338,18 +322,27 @@ def load_image_folder(root: str | Path, size: int = FOLDER_IMAGE_SIZE, name: str
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder: give a folder with one sub-folder of images per class")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        classes, train_x, train_y = _read_class_folders(root / "train", None, size)
-        _, test_x, test_y = _read_class_folders(root / "test", classes, size)
+        classes, train_x, train_y, skipped = _read_class_folders(root / "train", None, size)
+        _, test_x, test_y, skipped_test = _read_class_folders(root / "test", classes, size)
+        _need_two_classes(root / "train", classes, train_y, 1)
+        _need_two_classes(root / "test", classes, test_y, 1)
+        skipped += skipped_test
     else:
-        classes, images, labels = _read_class_folders(root, None, size)
-        counts = torch.bincount(labels, minlength=len(classes))
-        if len(classes) < 2 or counts.min() < 2:
-            raise ConfigError(
-                f"{root}: need at least 2 classes with at least 2 images each; found "
-                + ", ".join(f"{c}: {int(n)}" for c, n in zip(classes, counts))
-            )
+        classes, images, labels, skipped = _read_class_folders(root, None, size)
+        counts = _need_two_classes(root, classes, labels, 2)
         train_x, train_y, test_x, test_y = _split_fixed(images, labels, max(1, int(counts.min()) // 5))
-    return ImageDataset(name, classes, train_x, train_y, test_x, test_y, source=str(root))
+    return ImageDataset(name, classes, train_x, train_y, test_x, test_y, source=str(root), skipped=skipped)
+
+
+def _need_two_classes(folder: Path, classes: tuple[str, ...], labels: torch.Tensor, least: int) -> torch.Tensor:
+    """Per-class counts; a `ConfigError` unless every class has `least` readable images and there are two."""
+    counts = torch.bincount(labels, minlength=len(classes))
+    if len(classes) < 2 or int(counts.min()) < least:
+        raise ConfigError(
+            f"{folder}: need at least 2 classes with at least {least} readable image{'s' * (least > 1)} each; "
+            "found " + ", ".join(f"{c}: {int(n)}" for c, n in zip(classes, counts))
+        )
+    return counts
 
 
 @register_dataset(

@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 
 from .backbones import BlockNet, create_backbone, get_spec
-from .datasets import to_model_input
+from .comparison import ComparisonResult
+from .config import ExperimentConfig
 from .errors import ConfigError
-from .training import ComparisonResult, ExperimentConfig
+from .transforms import to_model_input
 
 __all__ = ["Classifier", "export_model", "load_model"]
 

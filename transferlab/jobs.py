@@ -35,9 +35,10 @@ from multiprocessing import Pipe
 
 import pandas as pd
 
+from .callbacks import Record
+from .config import ARMS, ExperimentConfig
 from .outcome import Outcome, comparison_key
 from .store import RunStore
-from .training import ARMS, ExperimentConfig, Record
 
 __all__ = ["DONE", "FAILED", "QUEUED", "RUNNING", "STOPPED", "Job", "JobQueue"]
 
@@ -135,8 +136,15 @@ class Job:
             steps = list(self._steps.values())
         if not steps:
             return 0.0
-        total = steps[0][1] * len(self.arms)  # every arm has the same number of steps
+        # An arm not started yet counts as long as the longest one started.
+        total = sum(t for _, t in steps) + (len(self.arms) - len(steps)) * max(t for _, t in steps)
         return min(1.0, sum(s for s, _ in steps) / max(1, total))
+
+    @property
+    def steps(self) -> int:
+        """The longest arm's budget in optimiser steps (0 until an arm has started)."""
+        with self._lock:
+            return max((t for _, t in self._steps.values()), default=0)
 
     @property
     def images_per_second(self) -> float | None:
@@ -233,7 +241,7 @@ class JobQueue:
         workers: how many worker processes (`$TRANSFERLAB_WORKERS`, else one per GPU, else one).
             More than one per device pays off when the device has room, as a GPU serving a class has.
         store: where finished comparisons are written, and found again instead of retrained.
-        max_work: refuse a comparison of more training images x epochs per arm than this.
+        max_work: refuse a comparison whose budget trains more images per arm than this.
         runner: "MODULE:FUNCTION" with `compare`'s signature for the workers to call (tests use stand-ins).
         warm: "DATASET:BACKBONE" each worker loads before its first job.
         stop_grace: seconds a worker gets to answer a stop before it is killed and replaced.

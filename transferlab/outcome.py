@@ -20,7 +20,8 @@ from importlib import metadata
 import numpy as np
 import pandas as pd
 
-from .training import ComparisonResult, ExperimentConfig, Verdicts
+from .comparison import ComparisonResult, Verdicts
+from .config import ExperimentConfig
 
 __all__ = ["MISTAKES", "Outcome", "comparison_key", "package_versions"]
 

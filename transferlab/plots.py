@@ -45,11 +45,12 @@ ARM_COLOURS = {
     "train": "#9e9e9e",
 }
 AXIS_TITLES = {
-    "epoch": "epoch",
+    "step": "optimiser step",
+    "epoch": "epoch (passes over the training images)",
     "seconds": "seconds of training",
     "images_seen": "images seen",
-    "accuracy": "test accuracy",
-    "loss": "test loss",
+    "accuracy": "accuracy",
+    "loss": "loss",
     "per_class": "images per class",
     "freeze_depth": "freeze depth k (blocks frozen)",
 }
@@ -72,19 +73,19 @@ def _curve_layout(fig: go.Figure, title: str, x: str, metric: str) -> go.Figure:
 
 
 def learning_curves(
-    history: pd.DataFrame, x: str = "epoch", metric: str = "accuracy", title: str | None = None
+    history: pd.DataFrame, x: str = "step", metric: str = "accuracy", title: str | None = None
 ) -> go.Figure:
-    """Per-epoch test curves of every arm (the `eval` records), and the final test point.
+    """Validation curves of every arm (the `val` records), and the test split's point at the end.
 
     Args:
         history: records as a table (`ComparisonResult.history` or `History().frame()`).
-        x: "epoch", "seconds" or "images_seen".
+        x: "step", "epoch", "seconds" or "images_seen".
         metric: "accuracy" or "loss".
     """
     fig = go.Figure()
     for i, (arm, rows) in enumerate(history.groupby("arm", sort=False)):
         colour = _colour(arm, i)
-        curve = rows[rows.split == "eval"]
+        curve = rows[rows.split == "val"]
         fig.add_trace(
             go.Scatter(
                 x=curve[x],
@@ -102,12 +103,12 @@ def learning_curves(
                     x=final[x],
                     y=final[metric],
                     mode="markers",
-                    name=f"{arm} (full test)",
+                    name=f"{arm} (test split)",
                     marker=dict(color=colour, size=14, symbol="star"),
                     legendgroup=arm,
                 )
             )
-    return _curve_layout(fig, title or f"Test {metric} during training", x, metric)
+    return _curve_layout(fig, title or f"Validation {metric} during training (star: test split)", x, metric)
 
 
 def combine_histories(histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -127,13 +128,13 @@ ARM_DASHES = {"finetune": "solid", "scratch": "dash", "probe": "dot"}
 
 
 def overlay_curves(
-    histories: Mapping[str, pd.DataFrame], x: str = "epoch", metric: str = "accuracy", title: str | None = None
+    histories: Mapping[str, pd.DataFrame], x: str = "step", metric: str = "accuracy", title: str | None = None
 ) -> go.Figure:
-    """Test curves of several runs in one figure: a colour per run, a line style per arm.
+    """Validation curves of several runs in one figure: a colour per run, a line style per arm.
 
     Args:
         histories: run label (e.g. "k=4") -> that run's records (`ComparisonResult.history`).
-        x: "epoch", "seconds" or "images_seen".
+        x: "step", "epoch", "seconds" or "images_seen".
         metric: "accuracy" or "loss".
     """
     # Not the arms' blue and red: here a colour names a run, and the line style names the arm.
@@ -142,7 +143,7 @@ def overlay_curves(
     fig = go.Figure()
     for i, label in enumerate(histories):
         for arm, rows in combined[combined.run == label].groupby("base_arm", sort=False):
-            curve = rows[rows.split == "eval"]
+            curve = rows[rows.split == "val"]
             fig.add_trace(
                 go.Scatter(
                     x=curve[x],
@@ -153,7 +154,9 @@ def overlay_curves(
                     legendgroup=label,
                 )
             )
-    return _curve_layout(fig, title or f"Test {metric}: runs compared (solid: finetune, dashed: scratch)", x, metric)
+    return _curve_layout(
+        fig, title or f"Validation {metric}: runs compared (solid: finetune, dashed: scratch)", x, metric
+    )
 
 
 def freeze_diagram(summary: pd.DataFrame, title: str | None = None) -> go.Figure:

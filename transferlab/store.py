@@ -5,7 +5,7 @@ the same comparison should not train it twice. `RunStore` keeps each `Outcome` a
 numbers a table or a chart needs as cheap columns, the rest as JSON and one compressed blob of
 mistake images), finds an earlier comparison by its key, and remembers which browser sessions own it.
 
-    >>> store = RunStore()                    # $TRANSFERLAB_STORE, else data/cache/runs.sqlite
+    >>> store = RunStore()                    # $TRANSFERLAB_STORE, else data/cache/runs-v2.sqlite
     >>> cid = store.find(outcome.key) or store.save(outcome, owner="session-1")
     >>> store.comparisons(owner="session-1"); store.load(cid).verdict()
 
@@ -30,16 +30,16 @@ import numpy as np
 import pandas as pd
 
 from ._paths import data_dir
+from .config import ExperimentConfig
 from .errors import TransferlabError
 from .outcome import Outcome
-from .training import ExperimentConfig
 
 __all__ = ["RunStore", "default_store_path"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS comparisons (
         id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, created TEXT NOT NULL,
-        dataset TEXT, backbone TEXT, per_class INTEGER, freeze_depth INTEGER, epochs INTEGER,
+        dataset TEXT, backbone TEXT, per_class INTEGER, freeze_depth INTEGER, steps INTEGER, epochs INTEGER,
         image_size INTEGER, seed INTEGER, finetune REAL, scratch REAL, gap REAL,
         stopped INTEGER NOT NULL, device TEXT, elapsed REAL, config TEXT NOT NULL, arms TEXT NOT NULL,
         versions TEXT NOT NULL, result_table TEXT NOT NULL, history TEXT NOT NULL, classes TEXT NOT NULL,
@@ -50,7 +50,15 @@ _SCHEMA = (
         owner TEXT NOT NULL, added TEXT NOT NULL, UNIQUE (comparison_id, owner))""",
     "CREATE INDEX IF NOT EXISTS owners_owner ON owners (owner)",
 )
-_QUERIED = ("dataset", "backbone", "per_class", "freeze_depth", "epochs", "seed")  # config fields kept as columns
+_QUERIED = (
+    "dataset",
+    "backbone",
+    "per_class",
+    "freeze_depth",
+    "steps",
+    "epochs",
+    "seed",
+)  # config fields kept as columns
 _LISTED = ", ".join(
     ("id", "key", "created", *_QUERIED, "image_size", "finetune", "scratch", "gap", "stopped", "device", "elapsed")
 )
@@ -58,8 +66,11 @@ _EXPORTED = "id, key, created, config, device, versions, result_table, classes, 
 
 
 def default_store_path() -> Path:
-    """Where the run store lives: `$TRANSFERLAB_STORE`, else `runs.sqlite` in the data folder."""
-    return Path(os.environ["TRANSFERLAB_STORE"]) if os.environ.get("TRANSFERLAB_STORE") else data_dir() / "runs.sqlite"
+    """Where the run store lives: `$TRANSFERLAB_STORE`, else `runs-v2.sqlite` in the data folder."""
+    # v2: step budgets and a validation split. A v1 file (runs.sqlite) is left as it was.
+    return (
+        Path(os.environ["TRANSFERLAB_STORE"]) if os.environ.get("TRANSFERLAB_STORE") else data_dir() / "runs-v2.sqlite"
+    )
 
 
 def _now() -> str:
@@ -139,11 +150,19 @@ class RunStore:
         try:
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
-                with self._transaction(db):
-                    for statement in _SCHEMA:
-                        db.execute(statement)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(comparisons)")}
+                if not columns or "steps" in columns:
+                    with self._transaction(db):
+                        for statement in _SCHEMA:
+                            db.execute(statement)
         except sqlite3.Error as e:
             raise TransferlabError(f"Cannot open the run store {self.path}: {e}. Move the file away. {hint}") from e
+        if columns and "steps" not in columns:
+            raise TransferlabError(
+                f"The run store {self.path} was written by an older transferlab, whose curves were measured on the "
+                f"test split and whose budgets were in epochs: its numbers do not compare with today's. Move the "
+                f"file away (it stays readable with sqlite3) and a new store starts. {hint}"
+            )
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"

@@ -16,8 +16,10 @@ from dataclasses import fields, replace
 
 import pandas as pd
 
+from .callbacks import Callback
+from .comparison import compare
+from .config import ARMS, Arm, ExperimentConfig
 from .errors import ConfigError
-from .training import ARMS, Arm, Callback, ExperimentConfig, compare
 
 __all__ = ["layer_transfer", "sweep"]
 

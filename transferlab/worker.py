@@ -33,7 +33,8 @@ log = logging.getLogger("transferlab.worker")
 
 
 def _sink(conn: Connection, job_id: int):
-    from .training import Callback, device_name
+    from .callbacks import Callback
+    from .device import device_name
 
     class Sink(Callback):
         """Forwards a run's events to the server, progress at most every `PROGRESS_EVERY` seconds."""
@@ -42,17 +43,17 @@ def _sink(conn: Connection, job_id: int):
             self.last = 0.0
 
         def on_run_start(self, run) -> None:
-            conn.send(("start", job_id, run.arm.name, run.total_steps, device_name(run.device)))
+            conn.send(("start", job_id, run.arm.name, run.plan.steps, device_name(run.device)))
 
         def on_batch_end(self, run) -> None:
             now = time.monotonic()
-            if now - self.last >= PROGRESS_EVERY or run.step == run.total_steps:
+            if now - self.last >= PROGRESS_EVERY or run.step == run.plan.steps:
                 self.last = now
                 conn.send(("progress", job_id, run.arm.name, run.step, run.images_seen))
 
         def on_record(self, run, record) -> None:
             conn.send(("record", job_id, record))
-            if record.split == "eval" and record.epoch == run.config.epochs:
+            if record.split == "val" and record.step == run.plan.steps:
                 conn.send(("phase", job_id, "final test on the whole test split"))
 
     return Sink()
@@ -60,7 +61,7 @@ def _sink(conn: Connection, job_id: int):
 
 def _runner(spec: str | None):
     if not spec:
-        from .training import compare
+        from .comparison import compare
 
         return compare
     module, _, name = spec.partition(":")

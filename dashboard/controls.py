@@ -1,0 +1,304 @@
+"""The dashboard's controls: what to compare, and the checks that turn settings that cannot work
+into an error that says what to do (the engine's own `plan()`, not a copy of it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+from streamlit.delta_generator import DeltaGenerator
+
+from transferlab import (
+    ConfigError,
+    ExperimentConfig,
+    TransferlabError,
+    backbone_status,
+    create_backbone,
+    dataset_status,
+    freeze_to,
+    get_spec,
+    list_backbones,
+    list_datasets,
+    load_dataset,
+    plan,
+    plots,
+)
+from transferlab.config import DEFAULT_STEPS
+from transferlab.datasets import describe_dataset
+from transferlab.splits import val_count
+
+DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
+SIZES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, "all"]  # images per class, log-spaced
+STEPS = [15, 30, 60, 120, 240, 480, 960, 1920]  # the training budget, doubling
+LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+HEAD_LR_MULTS = [1, 2, 5, 10, 20]
+INPUT_SIZES = [32, 48, 64, 96, 128, 160, 192, 224]
+LONG_RUN_IMAGES = 30_000  # training images per arm beyond which a CPU run takes minutes
+
+
+def show_test_entries() -> bool:
+    return os.environ.get("TRANSFERLAB_SHOW_TEST_ENTRIES") == "1"
+
+
+@st.cache_data(show_spinner=False)
+def freeze_summary(backbone: str, k: int, num_classes: int) -> pd.DataFrame:
+    """Parameters per block and whether they train at depth k (random weights: cheap, same shapes)."""
+    return freeze_to(create_backbone(backbone, num_classes, pretrained=False), k)
+
+
+@st.cache_data(show_spinner="Loading the dataset...")
+def dataset_facts(name: str, root: str | None) -> dict:
+    """What the menus and checks need to know about a dataset (loading it once per server)."""
+    ds = load_dataset(name, root=root)
+    return {
+        "classes": ds.classes,
+        "class_sizes": torch.bincount(ds.train_labels, minlength=ds.num_classes).tolist(),
+        "smallest_class": int(torch.bincount(ds.train_labels, minlength=ds.num_classes).min()),
+        "skipped": ds.skipped,
+        "smallest_test_class": int(torch.bincount(ds.test_labels, minlength=ds.num_classes).min()),
+        "train": len(ds.train_labels),
+        "test": len(ds.test_labels),
+    }
+
+
+def defaults_for(dev: torch.device) -> dict:
+    """Settings that keep a run live on this device: a GPU affords bigger images and more data."""
+    if dev.type == "cuda":
+        return {"per_class": 200, "steps": 4 * DEFAULT_STEPS, "gpu": True}
+    return {"per_class": 10, "steps": DEFAULT_STEPS, "gpu": False}
+
+
+def choose(options: list, given, fallback, name: str, ignored: list[str]):
+    """`given` (a setting from the address) when it is one of `options`, else `fallback`, noting why."""
+    if given is None or given in options:
+        return fallback if given is None else given
+    ignored.append(f"{name}={given}")
+    return fallback
+
+
+# --- widgets: each *_ui() draws and returns plain values -----------------------------------
+
+
+def source_ui(given: dict, ignored: list[str]) -> dict:
+    """Backbone and dataset menus (sidebar). Unavailable entries stay listed, marked, with the reason."""
+    st.header("Network and data")
+    backbones = list_backbones(include_test=show_test_entries())
+    backbone = st.selectbox(
+        "Pretrained backbone",
+        backbones,
+        index=backbones.index(choose(backbones, given.get("backbone"), DEFAULT_BACKBONE, "backbone", ignored)),
+        format_func=lambda n: n if backbone_status(n)[0] else f"{n} (not available here)",
+        key="backbone",
+    )
+    spec = get_spec(backbone)
+    st.caption(f"{spec.description}. Pretrained on {spec.pretrained_on}.")
+
+    datasets = list_datasets(include_test=show_test_entries())
+    dataset = st.selectbox(
+        "Dataset",
+        datasets,
+        index=datasets.index(choose(datasets, given.get("dataset"), DEFAULT_DATASET, "dataset", ignored)),
+        format_func=lambda n: n if n == "image_folder" or dataset_status(n)[0] else f"{n} (not available here)",
+        key="dataset",
+    )
+    st.caption(describe_dataset(dataset))
+    root = None
+    if dataset == "image_folder":
+        root = st.text_input(
+            "Folder of your photos",
+            key="root",
+            placeholder="/path/to/photos",
+            help="One sub-folder of images per class (optionally inside train/ and test/).",
+        ).strip()
+    return {"backbone": backbone, "dataset": dataset, "root": root or None}
+
+
+def advanced_ui(backbone: str, defaults: dict, ignored: list[str]) -> dict:
+    """The optimisation settings most people leave alone, folded away (sidebar)."""
+    spec = get_spec(backbone)
+    sizes = sorted({*INPUT_SIZES, spec.train_size, spec.input_size})
+    default_size = choose(sizes, defaults.get("image_size"), spec.train_size, "px", ignored)
+    default_size = spec.input_size if defaults["gpu"] and "image_size" not in defaults else default_size
+    with st.expander("Advanced"):
+        lr = st.select_slider(
+            "Learning rate",
+            LEARNING_RATES,
+            value=choose(LEARNING_RATES, defaults.get("lr"), 1e-3, "lr", ignored),
+            format_func=lambda v: f"{v:g}",
+            key="lr",
+        )
+        head_lr_mult = st.select_slider(
+            "Head learning-rate multiplier",
+            HEAD_LR_MULTS,
+            value=choose(HEAD_LR_MULTS, defaults.get("head_lr_mult"), 1, "head", ignored),
+            format_func=lambda v: f"x{v}",
+            key="head_lr_mult",
+            help="The new head learns at learning rate x this; the blocks at the learning rate.",
+        )
+        image_size = st.select_slider(
+            "Input size (pixels)",
+            sizes,
+            value=default_size,
+            key=f"size-{backbone}",
+            help=f"Images are resized to this. {spec.name} was pretrained at {spec.input_size} px; "
+            "bigger is slower (a GPU makes 224 px live).",
+        )
+        augment = st.toggle("Augmentation (flips, scales, shifts)", value=defaults.get("augment", False), key="augment")
+    return {"lr": lr, "head_lr_mult": head_lr_mult, "image_size": image_size, "augment": augment}
+
+
+def count(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n:,}"
+
+
+def freeze_label(k: int, blocks: tuple[str, ...]) -> str:
+    if k == 0:
+        return "0: nothing frozen"
+    if k == len(blocks):
+        return f"{k}: all frozen (probe)"
+    return f"{k}: up to {blocks[k - 1]}"
+
+
+def experiment_ui(backbone: str, num_classes: int, defaults: dict, ignored: list[str]) -> tuple[dict, DeltaGenerator]:
+    """The two controls the lesson is about, freeze depth and dataset size, with their picture.
+
+    Returns the settings, and the place under them kept for the Run button.
+    """
+    spec = get_spec(backbone)
+    depths = list(range(spec.num_blocks + 1))
+    freeze_col, size_col, picture_col = st.columns([6, 5, 5], gap="medium")
+    with freeze_col:
+        k = st.select_slider(
+            "Freeze depth k: the first k blocks stay frozen",
+            options=depths,
+            value=choose(
+                depths, defaults.get("freeze_depth"), min(ExperimentConfig.freeze_depth, spec.num_blocks), "k", ignored
+            ),
+            format_func=lambda k: freeze_label(k, spec.blocks),
+            key=f"freeze-{backbone}",
+        )
+        summary = freeze_summary(backbone, k, num_classes)
+        trained = summary[summary.trainable]
+        share = trained.parameters.sum() / summary.parameters.sum()
+        frozen = ", ".join(summary.block[~summary.trainable]) or "nothing"
+        st.markdown(
+            f"**{share:.0%} of the parameters train** ({count(trained.parameters.sum())} of "
+            f"{count(summary.parameters.sum())}). Frozen: {frozen}. The scratch arm trains everything."
+        )
+    with size_col:
+        per_class = st.select_slider(
+            "Dataset size: training images per class",
+            options=SIZES,
+            value="all" if defaults["per_class"] is None else choose(SIZES, defaults["per_class"], 10, "n", ignored),
+            key="per_class",
+            help="Drawn at random (by the seed) from the training split; the test split never shrinks.",
+        )
+        steps_col, seed_col = st.columns([3, 2])
+        steps = steps_col.select_slider(
+            "Training steps (both arms)",
+            options=STEPS,
+            value=choose(STEPS, defaults.get("steps"), DEFAULT_STEPS, "steps", ignored),
+            key="steps",
+            help="The budget: optimiser steps of 32 images, the same for every dataset size and both arms, "
+            "so more data never means more training. Below the button: what it is in epochs.",
+        )
+        seed = seed_col.number_input(
+            "Seed",
+            0,
+            9999,
+            choose(range(10_000), defaults.get("seed"), 0, "seed", ignored),
+            key="seed",
+            help="Which images are drawn, and the init.",
+        )
+        run_area = st.container()
+    with picture_col:
+        fig = plots.freeze_diagram(summary, title=f"k = {k}: {share:.0%} of parameters train")
+        fig.update_layout(height=240, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=None, title_font_size=17)
+        fig.update_xaxes(tickangle=-45)
+        st.plotly_chart(fig, theme=None, key="freeze-diagram", config={"displayModeBar": False})
+    settings = {
+        "freeze_depth": k,
+        "per_class": None if per_class == "all" else per_class,
+        "steps": steps,
+        "seed": int(seed),
+    }
+    return settings, run_area
+
+
+# --- checks: settings that cannot work become an error that says what to do ---------------
+
+
+def check_sources(backbone: str, dataset: str, root: str | None) -> tuple[list[str], dict | None]:
+    """(problems, dataset facts or None)."""
+    problems = []
+    ok, why = backbone_status(backbone)
+    if not ok:
+        problems.append(
+            f"The {backbone} weights are not available here: {why}. "
+            f"(`python -m transferlab compare --backbone {backbone}` fetches them once online.) "
+            "Meanwhile choose efficientnet_lite0, which ships with the kit."
+        )
+    if dataset == "image_folder":
+        if root is None:
+            problems.append("Type the path of a folder of your photos: one sub-folder of images per class.")
+            return problems, None
+        if not Path(root).expanduser().is_dir():
+            problems.append(f"{root} is not a folder here: give a folder with one sub-folder of images per class.")
+            return problems, None
+    else:
+        ok, why = dataset_status(dataset)
+        if not ok:
+            problems.append(
+                f"{dataset} is not available here: {why}. "
+                f"(`python -m transferlab compare --dataset {dataset}` fetches it once online.) "
+                "Offline, fashion_mnist, digits and mnist work."
+            )
+            return problems, None
+    try:
+        return problems, dataset_facts(dataset, root)
+    except TransferlabError as error:
+        problems.append(str(error))
+        return problems, None
+
+
+def check_config(config: ExperimentConfig, facts: dict | None, cap: int) -> list[str]:
+    try:
+        config.validate()
+    except ConfigError as error:
+        return [str(error)]
+    if not facts:
+        return []
+    usable = facts["smallest_class"] - val_count(facts["smallest_class"], config.val_per_class)
+    if config.per_class is not None and config.per_class > usable:
+        fits = max([s for s in SIZES if s != "all" and s <= usable], default=1)
+        return [
+            f"{config.dataset} has only {usable} training images in its smallest class (after "
+            f"{facts['smallest_class'] - usable} held out for validation): choose {fits} images per class "
+            "or fewer, or 'all'."
+        ]
+    try:
+        plan(config, train_images(config, facts), cap)
+    except ConfigError as error:
+        return [str(error)]
+    return []
+
+
+def train_images(config: ExperimentConfig, facts: dict) -> int:
+    if config.per_class:
+        return config.per_class * len(facts["classes"])
+    return facts["train"] - sum(val_count(n, config.val_per_class) for n in facts["class_sizes"])
+
+
+def workload_note(config: ExperimentConfig, facts: dict, dev: torch.device) -> str:
+    """How much work the Run button starts: the budget in steps and in epochs."""
+    classes = len(facts["classes"])
+    budget = plan(config, train_images(config, facts))
+    per_test = config.test_per_class  # the engine takes the whole test split when a class has fewer
+    tested = per_test * classes if per_test and per_test <= facts["smallest_test_class"] else facts["test"]
+    note = f"Each arm: {budget.describe()}; {tested:,} test images."
+    if dev.type == "cpu" and budget.images > LONG_RUN_IMAGES:
+        note += " That takes minutes on a CPU: Stop ends it any time."
+    return note

@@ -1,0 +1,141 @@
+"""A finished comparison (the verdict, per-class results, mistakes) and the session's history."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from dashboard.address import share_link
+from dashboard.controls import STEPS
+from dashboard.live import curves_ui, run_title, x_axis_ui
+from transferlab import plots
+from transferlab.config import DEFAULT_STEPS
+from transferlab.jobs import FAILED, Job
+from transferlab.store import RunStore
+
+
+def result_ui(job: Job, sid: str) -> None:
+    """The verdict, the final curves, and where each arm goes wrong."""
+    st.markdown(f"#### {run_title(job)}")
+    if job.status == FAILED:
+        st.error(f"The run failed: {job.error}")
+        return
+    if sid not in job.owners:
+        st.info("You stopped following this run; it went on for the other sessions that asked for it.")
+        return
+    outcome = job.outcome
+    if outcome is None:
+        st.warning("Stopped before it started: it never left the queue.")
+        return
+    if outcome.stopped:
+        st.warning("Stopped before the end: no verdict. The curves show how far it got.")
+    else:
+        if job.started and job.submitted > job.started:  # finished before this session asked for it
+            st.info("From the run store: this comparison was trained on this server before, so it is shown at once.")
+        st.success(f"### {outcome.verdict()}")
+        longer_run_ui(job)
+        table = outcome.table.set_index("arm")
+        cols = st.columns(len(table) + 1)
+        for col, (arm, row) in zip(cols, table.iterrows()):
+            col.metric(f"{arm} test accuracy", f"{row.test_accuracy:.1%}", help=f"{row.seconds:.0f} s of training")
+        if {"finetune", "scratch"} <= set(table.index):
+            cols[-1].metric("Gap (finetune - scratch)", f"{outcome.gap * 100:+.1f} points")
+        st.caption(f"Share this comparison: {share_link(job.config)}")
+    curves_ui(job, x_axis_ui())
+    if not outcome.stopped:
+        details_ui(job)
+
+
+def longer_run_ui(job: Job) -> None:
+    """When an arm was still improving as its budget ran out, offer the same comparison, longer."""
+    steps = job.config.steps or DEFAULT_STEPS
+    longer = next((s for s in STEPS if s >= 4 * steps), None)
+    if job.config.epochs or not job.outcome.improving() or longer is None:
+        return
+
+    def run_longer() -> None:
+        st.session_state.steps = longer
+        st.session_state.run_now = True
+
+    st.button(f"Run it again with {longer} steps", key=f"longer-{job.id}", on_click=run_longer)
+
+
+def details_ui(job: Job) -> None:
+    outcome = job.outcome
+    labels, classes, predictions = outcome.labels, outcome.classes, outcome.predictions
+    per_class, confusion, mistakes = st.tabs(["Accuracy per class", "Confusion matrices", "Mistakes"])
+    with per_class:
+        fig = plots.per_class_accuracy(labels, predictions, classes)
+        st.plotly_chart(fig, theme=None, key=f"job{job.id}-per-class")
+    with confusion:
+        for col, (arm, preds) in zip(st.columns(len(predictions)), predictions.items()):
+            fig = plots.confusion_matrix(labels, preds, classes, title=f"{arm}: confusion matrix")
+            fig.update_layout(height=560)
+            col.plotly_chart(fig, theme=None, key=f"job{job.id}-confusion-{arm}")
+    with mistakes:
+        for arm, (images, truth, preds) in outcome.mistakes.items():
+            title = f"{arm}: test images it gets wrong"
+            fig = plots.misclassified_grid(torch.from_numpy(images), truth, preds, classes, title=title)
+            st.plotly_chart(fig, theme=None, key=f"job{job.id}-mistakes-{arm}")
+
+
+HISTORY_COLUMNS = {
+    "id": "run",
+    "backbone": "backbone",
+    "dataset": "dataset",
+    "per_class": "per class",
+    "freeze_depth": "k",
+    "steps": "steps",
+    "image_size": "px",
+    "seed": "seed",
+    "finetune": "finetune",
+    "scratch": "scratch",
+    "gap": "gap (points)",
+    "elapsed": "seconds",
+}
+
+
+def history_ui(store: RunStore, sid: str) -> None:
+    """Every finished comparison of this session (kept in the run store); overlay the ones you pick."""
+    runs = store.comparisons(owner=sid)
+    if runs.empty:
+        return
+    st.header("Run history (this session)")
+    table = runs[list(HISTORY_COLUMNS)].rename(columns=HISTORY_COLUMNS)
+    table["per class"] = table["per class"].map(lambda n: "all" if pd.isna(n) else str(int(n)))
+    table["gap (points)"] = table["gap (points)"] * 100
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "finetune": st.column_config.NumberColumn(format="percent"),
+            "scratch": st.column_config.NumberColumn(format="percent"),
+            "gap (points)": st.column_config.NumberColumn(format="%+.1f"),
+        },
+    )
+    st.download_button(
+        "Download as CSV", runs_csv(store, sid), file_name="transferlab_runs.csv", mime="text/csv", key="csv"
+    )
+    labels = {  # oldest first, as the runs were made
+        f"#{r.id} k={r.freeze_depth} n={'all' if pd.isna(r.per_class) else int(r.per_class)}": r.id
+        for r in runs[::-1].itertuples()
+    }
+    if len(labels) < 2:
+        st.caption("Finish another run (say, the same size at another freeze depth) to overlay their curves here.")
+        return
+    chosen = st.multiselect("Overlay runs", list(labels), default=list(labels)[-3:], key="overlay")
+    if chosen:
+        x = st.session_state.get("x_axis") or "step"
+        histories = store.histories([labels[label] for label in chosen])
+        fig = plots.overlay_curves({label: histories[labels[label]] for label in chosen}, x=x)
+        st.plotly_chart(fig, theme=None, key="overlay-chart")
+
+
+def runs_csv(store: RunStore, sid: str) -> bytes:
+    """This session's comparisons as CSV, a row per arm."""
+    with tempfile.TemporaryDirectory() as folder:
+        return store.export_csv(Path(folder) / "runs.csv", owner=sid).read_bytes()

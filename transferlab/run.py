@@ -1,0 +1,230 @@
+"""One run: an arm trained once on an experiment's data, over its plan's budget of steps.
+
+    run = Run(config, ARMS["finetune"], prepare_data(config), torch.device("cpu"), [History()])
+    for step in run.rounds():   # yields after each validation point
+        ...
+    run.test_accuracy
+
+The loop trains and emits `Record`s, nothing else: every watcher is a `Callback`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .backbones import BlockNet, create_backbone
+from .callbacks import Callback, Record
+from .config import Arm, ExperimentConfig, Plan, plan
+from .device import autocast, bf16_passes, device_name
+from .errors import TrainingDiverged
+from .features import Inputs
+from .freezing import freeze_to
+from .splits import ExperimentData
+
+__all__ = ["Run"]
+
+
+class Run:
+    """One arm trained once. Iterate `rounds()` to train; it yields after each validation point."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        arm: Arm,
+        data: ExperimentData,
+        device: torch.device,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.config, self.arm, self.data, self.device = config, arm, data, device
+        self.callbacks = list(callbacks)
+        self.k = arm.depth(config)
+        self.plan: Plan = plan(config, len(data.train_labels)).scaled(arm.budget_mult)
+        self.model = self._build_model()
+        self.summary = freeze_to(self.model, self.k, config.freeze_bn_stats)
+        self.bf16_train, bf16_infer = bf16_passes(device, config.precision)
+        self.model.to(memory_format=torch.channels_last)
+        self.inputs = Inputs(self.model, self.k, data, config, bf16_infer)
+        self.inputs.check_stop = self._check_stop
+        self.optimizer, self.scheduler = self._build_optimizer()
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.step = self.images_seen = 0
+        self.seconds = 0.0
+        self.test_predictions: torch.Tensor | None = None
+        self.test_accuracy = self.test_loss = self.val_accuracy = float("nan")
+
+    @property
+    def epoch(self) -> float:
+        """Passes over the training images so far."""
+        return self.step / self.plan.batches_per_epoch
+
+    @property
+    def trainable_params(self) -> int:
+        return int(self.summary.loc[self.summary.trainable, "parameters"].sum())
+
+    @property
+    def total_params(self) -> int:
+        return int(self.summary.parameters.sum())
+
+    def _build_model(self) -> BlockNet:
+        num_classes = self.data.dataset.num_classes
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)  # the head (and scratch weights) from the seed
+            if isinstance(self.arm.init, Mapping):
+                model = create_backbone(self.config.backbone, num_classes, pretrained=False)
+                model.blocks.load_state_dict(self.arm.init, strict=True)
+            else:
+                model = create_backbone(self.config.backbone, num_classes, self.arm.init == "pretrained")
+        return model.to(self.device)
+
+    def _build_optimizer(self):
+        cfg = self.config
+        body = [p for b in list(self.model.blocks.values())[self.k :] for p in b.parameters()]
+        groups = [{"params": list(self.model.head.parameters()), "lr": cfg.lr * cfg.head_lr_mult}]
+        if body:
+            groups.append({"params": body, "lr": cfg.lr * self.arm.lr_mult})
+        # The fused kernel updates every tensor in one pass: 3.5x faster optimiser steps than the
+        # default per-tensor loop on the CPU (measured at k = 4: the suffix has 3.3 M parameters).
+        fused = True if self.device.type in ("cpu", "cuda") else None
+        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, fused=fused)
+        # Cosine decay to zero over the whole budget: constant rates made small runs collapse.
+        total = self.plan.steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        )
+        return optimizer, scheduler
+
+    def _check_stop(self) -> None:
+        for cb in self.callbacks:
+            cb.check_stop(self)
+
+    def _emit(self, split: str, loss: float, accuracy: float) -> None:
+        record = Record(
+            self.arm.name, round(self.epoch, 3), self.step, split, float(loss), float(accuracy),
+            self.images_seen, round(self.seconds, 4),
+        )  # fmt: skip
+        for cb in self.callbacks:
+            cb.on_record(self, record)
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Training batches forever: every image once per epoch, reshuffled each epoch."""
+        labels, epoch = self.data.train_labels, 0
+        while True:
+            order = torch.randperm(len(labels), generator=self.shuffle).to(self.device)
+            for rows in torch.split(order, list(self.plan.batch_sizes)):
+                yield self.inputs.train_batch(rows, epoch), labels[rows]
+            epoch += 1
+
+    def _train_until(self, end: int, batches: Iterator) -> None:
+        """Train up to step `end`; emit the running mean of loss and accuracy over these steps."""
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        first_bad = torch.full((), -1, device=self.device)  # the first step whose loss was NaN or inf
+        seen = 0
+        while self.step < end:
+            x, y = next(batches)
+            with autocast(self.device, self.bf16_train):
+                logits = self.model(x, start=self.k)
+            loss = F.cross_entropy(logits.float(), y)
+            # Kept on the device and read once a round: no host synchronisation per step.
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), self.step + 1, first_bad)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+            self.step += 1
+            self.images_seen += len(y)
+            for cb in self.callbacks:
+                cb.on_batch_end(self)
+        if first_bad.item() >= 0:
+            raise self._diverged(int(first_bad.item()))
+        self._emit("train", loss_sum.item() / seen, correct.item() / seen)
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test") -> tuple[float, float, torch.Tensor]:
+        """(mean loss, accuracy, predictions) on "val" or "test"; the model's mode is kept."""
+        labels = getattr(self.data, f"{split}_labels")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            losses, preds, done = [], [], 0
+            for x in self.inputs.eval_batches(split):
+                with autocast(self.device, self.inputs.bf16):
+                    logits = self.model(x, start=self.k).float()
+                y, done = labels[done : done + len(x)], done + len(x)
+                losses.append(F.cross_entropy(logits, y, reduction="sum"))
+                preds.append(logits.argmax(1))
+        finally:
+            self.model.train(was_training)
+        preds = torch.cat(preds)
+        return (torch.stack(losses).sum() / len(labels)).item(), (preds == labels).float().mean().item(), preds
+
+    def rounds(self) -> Iterator[int]:
+        """Train to each validation point of the plan, yielding the step after each; measure the
+        test split once at the end. The run ends in eval mode, and `on_run_end` is called
+        however it ends. `seconds` counts only this run's own work, so interleaved runs are
+        timed fairly."""
+        started = time.perf_counter()
+        try:
+            for cb in self.callbacks:
+                cb.on_run_start(self)
+            self._check_stop()
+            self.model.train()
+            batches = self._batches()
+            for end in self.plan.eval_steps:
+                self._train_until(end, batches)
+                if len(self.data.val_labels):
+                    loss, self.val_accuracy, _ = self.evaluate("val")
+                    self.seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self._emit("val", loss, self.val_accuracy)
+                self.seconds += time.perf_counter() - started
+                yield self.step
+                started = time.perf_counter()
+            self.test_loss, self.test_accuracy, self.test_predictions = self.evaluate("test")
+            self.seconds += time.perf_counter() - started
+            self._emit("test", self.test_loss, self.test_accuracy)
+        finally:
+            self.model.eval()
+            for cb in self.callbacks:
+                cb.on_run_end(self)
+
+    def _diverged(self, step: int) -> TrainingDiverged:
+        cfg = self.config
+        head = f" or the head's multiplier (now x{cfg.head_lr_mult:g})" if cfg.head_lr_mult > 1 else ""
+        return TrainingDiverged(
+            f"The {self.arm.name} arm's training loss became NaN or infinite at step {step} of "
+            f"{self.plan.steps} (epoch {self.epoch:.1f}), so the run was stopped. "
+            f"Lower the learning rate (now {cfg.lr * self.arm.lr_mult:g}){head} and run it again."
+        )
+
+    def row(self) -> dict:
+        """This run's line in a result table."""
+        cfg = self.config
+        return {
+            "arm": self.arm.name,
+            "backbone": cfg.backbone,
+            "dataset": cfg.dataset,
+            "per_class": cfg.per_class,
+            "freeze_depth": self.k,
+            "image_size": cfg.size,
+            "seed": cfg.seed,
+            "steps": self.step,
+            "epochs": round(self.epoch, 2),
+            "val_accuracy": self.val_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "test_loss": self.test_loss,
+            "seconds": round(self.seconds, 2),
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+            "cached_features": self.inputs.cached,
+            "bf16": "all" if self.bf16_train else "prefix+eval" if self.inputs.bf16 else "no",
+            "device": device_name(self.device),
+        }
