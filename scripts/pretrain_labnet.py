@@ -27,7 +27,7 @@ SOURCE = ExperimentConfig(
     batch_size=128,
     lr=2e-3,
     test_per_class=None,
-    eval_per_class=200,
+    val_per_class=200,
     seed=0,
 )
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+import transferlab as tl
 from transferlab import (
     Arm,
     ConfigError,
@@ -186,3 +187,37 @@ def test_layer_transfer_names_arms_like_yosinski(tiny):
     assert set(table.arm) == {"scratch", "AnB", "AnB+", "BnB"}
     assert set(table[table.arm == "AnB"].freeze_depth) == {1, 3}
     assert (table[table.arm == "scratch"].freeze_depth == 0).all()
+
+
+def test_label_noise_changes_only_training_labels(tiny):
+    from transferlab import prepare_data
+
+    clean, noisy = prepare_data(tiny), prepare_data(replace(tiny, label_noise=1.0))
+    assert torch.equal(clean.train_images, noisy.train_images)
+    assert (clean.train_labels != noisy.train_labels).float().mean() > 0.5  # random labels: 3 in 4 wrong
+    assert torch.equal(clean.val_labels, noisy.val_labels) and torch.equal(clean.test_labels, noisy.test_labels)
+    with pytest.raises(tl.ConfigError, match="label_noise"):
+        tl.compare(replace(tiny, label_noise=2.0))
+
+
+def test_accuracy_on_matches_the_runs_own_test_accuracy(tiny):
+    result = tl.compare(replace(tiny, precision="fp32"), arms=["scratch"])
+    run, data = result.runs["scratch"], result.data
+    assert tl.accuracy_on(run.model, data.test_images, data.test_labels, tiny.size) == pytest.approx(
+        run.test_accuracy, abs=1e-6
+    )
+
+
+def test_adapt_batchnorm_measures_the_target_and_leaves_the_weights_and_the_original_alone(tiny):
+    result = tl.compare(tiny, arms=["scratch"])
+    model, data = result.runs["scratch"].model, result.data
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inverted = 255 - data.val_images
+    adapted = tl.adapt_batchnorm(model, inverted, tiny.size)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the original is untouched
+    bn = [m for m in adapted.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    x = tl.to_model_input(inverted, tiny.size, model.spec.mean, model.spec.std)
+    first = adapted.blocks["block1"][0](x)  # the convolution before that BatchNorm
+    assert torch.allclose(bn.running_mean, first.mean((0, 2, 3)), atol=1e-4)
+    weights = {k: v for k, v in adapted.state_dict().items() if "running" not in k and "num_batches" not in k}
+    assert all(torch.equal(v, before[k]) for k, v in weights.items()) and not adapted.training

@@ -15,6 +15,8 @@ import importlib
 _EXPORTS = {
     "analysis": [
         "DatasetFeatures",
+        "accuracy_on",
+        "adapt_batchnorm",
         "centroid_baseline",
         "dataset_features",
         "extract_features",

@@ -10,10 +10,13 @@ Each function is small enough to read beside the lesson that calls it:
 - `pca_2d`: a 2-D map of features for `plots.embedding_scatter`.
 - `transplant`: the first k blocks from one set of weights, the rest from random init
   (the arms of Yosinski et al. 2014).
+- `accuracy_on`: a trained network's accuracy on any images (a source task, a shifted domain).
+- `adapt_batchnorm`: AdaBN, BatchNorm statistics re-estimated on unlabelled target images.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .backbones import create_backbone, get_spec
+from .backbones import BlockNet, create_backbone, get_spec
 from .config import ExperimentConfig
 from .device import pick_device
 from .splits import prepare_data
@@ -29,6 +32,8 @@ from .transforms import to_model_input
 
 __all__ = [
     "DatasetFeatures",
+    "accuracy_on",
+    "adapt_batchnorm",
     "centroid_baseline",
     "dataset_features",
     "extract_features",
@@ -185,3 +190,37 @@ def transplant(source: Mapping, k: int, backbone: str, seed: int = 0) -> dict[st
         fresh = create_backbone(backbone, num_classes=1, pretrained=False).blocks.state_dict()
     keep = tuple(f"{name}." for name in spec.blocks[:k])
     return {key: (source[key] if key.startswith(keep) else value).clone() for key, value in fresh.items()}
+
+
+@torch.no_grad()
+def accuracy_on(model: BlockNet, images: torch.Tensor, labels: torch.Tensor, size: int, batch_size: int = 256) -> float:
+    """The accuracy of `model` (blocks and head, in eval mode) on uint8 `images`; its mode is kept."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    spec = model.spec
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        x = to_model_input(images[i : i + batch_size].to(device), size, spec.mean, spec.std)
+        correct += int((model(x).argmax(1).cpu() == labels[i : i + batch_size].cpu()).sum())
+    model.train(was_training)
+    return correct / len(labels)
+
+
+@torch.no_grad()
+def adapt_batchnorm(model: BlockNet, images: torch.Tensor, size: int, batch_size: int = 256) -> BlockNet:
+    """AdaBN (Li et al. 2016): replace every BatchNorm layer's running mean and variance by those of
+    unlabelled target `images`; no weight changes, no labels. Returns a changed copy of `model`."""
+    adapted = copy.deepcopy(model)
+    norms = [m for m in adapted.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average over every batch, not a moving one
+    adapted.eval()
+    for bn in norms:
+        bn.train()  # only BatchNorm: it measures the statistics of what it sees
+    device = next(adapted.parameters()).device
+    spec = adapted.spec
+    for i in range(0, len(images), batch_size):
+        adapted.forward_blocks(to_model_input(images[i : i + batch_size].to(device), size, spec.mean, spec.std))
+    return adapted.eval()

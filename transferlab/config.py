@@ -44,6 +44,8 @@ class ExperimentConfig:
             at most a fifth of each class. Curves and choices use it.
         test_per_class: size of the fixed test split per class (None: the whole test set). The
             test split is measured once, at the end of a run.
+        label_noise: this share of the training images get a label drawn at random (from the
+            seed), for sources trained on corrupted labels; 1.0 shuffles them all.
         classes: use only these class indices of the dataset (relabelled in this order).
         root: folder for the `image_folder` dataset.
         freeze_bn_stats: keep BatchNorm in frozen blocks in eval mode (True is correct).
@@ -70,6 +72,7 @@ class ExperimentConfig:
     seed: int = 0
     val_per_class: int = 50
     test_per_class: int | None = 200
+    label_noise: float = 0.0
     classes: tuple[int, ...] | None = None
     root: str | None = None
     freeze_bn_stats: bool = True
@@ -94,6 +97,7 @@ class ExperimentConfig:
             (self.size >= 16, "image_size must be at least 16 pixels"),
             (self.augment_views >= 1, "augment_views must be at least 1"),
             (self.val_per_class >= 0, "val_per_class must be 0 or more"),
+            (0 <= self.label_noise <= 1, "label_noise must be between 0 and 1"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (
                 0 <= self.freeze_depth <= spec.num_blocks,

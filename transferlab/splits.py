@@ -63,13 +63,19 @@ def prepare_data(config: ExperimentConfig, device: torch.device | str = "cpu") -
         raise ConfigError(f"{error} (after {config.val_per_class} per class are held out for validation)") from None
     test = stratified_indices(ds.test_labels, _cap(ds.test_labels, config.test_per_class), seed=0)
 
+    train_labels = ds.train_labels[train]
+    if config.label_noise:  # only the training images: validation and test keep their true labels
+        g = torch.Generator().manual_seed(config.seed + 7)
+        noisy = torch.rand(len(train), generator=g) < config.label_noise
+        train_labels = torch.where(noisy, torch.randint(ds.num_classes, (len(train),), generator=g), train_labels)
+
     def key(split: str, rows: torch.Tensor) -> str:
         return f"{ds.name}:{config.root}:{split}:{hashlib.sha1(rows.numpy().tobytes()).hexdigest()[:12]}"
 
     return ExperimentData(
         dataset=ds,
         train_images=ds.train_images[train].to(device),
-        train_labels=ds.train_labels[train].to(device),
+        train_labels=train_labels.to(device),
         val_images=ds.train_images[val].to(device),
         val_labels=ds.train_labels[val].to(device),
         test_images=ds.test_images[test].to(device),
