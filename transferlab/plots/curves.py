@@ -1,75 +1,14 @@
-"""Every figure the kit shows: pure functions from data to a Plotly `Figure`.
-
-The notebook cell ends with `fig`; the dashboard calls `st.plotly_chart(fig)`. Neither draws
-its own charts, so a lesson and the dashboard always show the same picture.
-"""
+"""Results against time and settings: learning curves, accuracy against a setting, transfer maps, bars."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import torch
-from plotly.subplots import make_subplots
 
-__all__ = [
-    "ARM_COLOURS",
-    "accuracy_against",
-    "accuracy_bars",
-    "combine_histories",
-    "confusion_matrix",
-    "embedding_scatter",
-    "first_layer_filters",
-    "freeze_diagram",
-    "image_grid",
-    "learning_curves",
-    "misclassified_grid",
-    "overlay_curves",
-    "per_class_accuracy",
-    "prediction_bars",
-    "train_test_gap",
-    "transfer_map",
-    "transfer_points",
-]
-
-# Fixed colours per arm, so "finetune" is the same blue in every lesson and on the dashboard.
-ARM_COLOURS = {
-    "finetune": "#1f77b4",
-    "scratch": "#d62728",
-    "probe": "#2ca02c",
-    "pixels": "#7f7f7f",
-    "source": "#9467bd",
-    "centroid": "#ff7f0e",
-    "train": "#9e9e9e",
-}
-AXIS_TITLES = {
-    "step": "optimiser step",
-    "epoch": "epoch (passes over the training images)",
-    "seconds": "seconds of training",
-    "images_seen": "images seen",
-    "accuracy": "accuracy",
-    "loss": "loss",
-    "per_class": "images per class",
-    "freeze_depth": "freeze depth k (blocks frozen)",
-}
-LAYOUT = dict(template="plotly_white", font=dict(size=15), margin=dict(l=60, r=20, t=60, b=50))
-
-
-def _colour(arm: str, i: int) -> str:
-    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-    return ARM_COLOURS.get(arm, palette[i % len(palette)])
-
-
-def _curve_layout(fig: go.Figure, title: str, x: str, metric: str) -> go.Figure:
-    """Titles and axes shared by every curve figure; accuracy on a fixed 0-100 % axis."""
-    fig.update_layout(
-        title=title, xaxis_title=AXIS_TITLES.get(x, x), yaxis_title=AXIS_TITLES.get(metric, metric), **LAYOUT
-    )
-    if metric == "accuracy":
-        fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return fig
+from .style import AXIS_TITLES, LAYOUT, _colour, _curve_layout
 
 
 def learning_curves(
@@ -157,126 +96,6 @@ def overlay_curves(
     return _curve_layout(
         fig, title or f"Validation {metric}: runs compared (solid: finetune, dashed: scratch)", x, metric
     )
-
-
-def freeze_diagram(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """One bar per block (and the head), width by parameters: grey frozen, blue trained."""
-    trained = summary.trainable
-    share = summary.loc[trained, "parameters"].sum() / max(1, summary.parameters.sum())
-    fig = go.Figure(
-        go.Bar(
-            x=summary.block,
-            y=summary.parameters,
-            marker_color=np.where(trained, "#1f77b4", "#bdbdbd"),
-            text=np.where(trained, "trained", "frozen"),
-            textposition="outside",
-            hovertemplate="%{x}: %{y:,} parameters, %{text}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title or f"{share:.0%} of parameters train", yaxis_title="parameters", showlegend=False, **LAYOUT
-    )
-    return fig
-
-
-def confusion_matrix(
-    labels: torch.Tensor | np.ndarray,
-    predictions: torch.Tensor | np.ndarray,
-    classes: Sequence[str],
-    title: str = "Confusion matrix",
-) -> go.Figure:
-    """Rows: true class; columns: predicted class; each row as fractions of that class."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    k = len(classes)
-    counts = np.bincount(labels * k + predictions, minlength=k * k).reshape(k, k)
-    frac = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    fig = go.Figure(
-        go.Heatmap(
-            z=frac,
-            x=list(classes),
-            y=list(classes),
-            colorscale="Blues",
-            zmin=0,
-            zmax=1,
-            text=counts,
-            texttemplate="%{text}",
-            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
-        )
-    )
-    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", **LAYOUT)
-    fig.update_yaxes(autorange="reversed")
-    return fig
-
-
-def per_class_accuracy(
-    labels: torch.Tensor,
-    predictions: dict[str, torch.Tensor],
-    classes: Sequence[str],
-    title: str = "Accuracy per class",
-) -> go.Figure:
-    """Grouped bars: each arm's test accuracy on each class."""
-    labels = np.asarray(labels)
-    fig = go.Figure()
-    for i, (arm, preds) in enumerate(predictions.items()):
-        preds = np.asarray(preds)
-        acc = [float((preds[labels == c] == c).mean()) for c in range(len(classes))]
-        fig.add_trace(go.Bar(x=list(classes), y=acc, name=arm, marker_color=_colour(arm, i)))
-    fig.update_layout(title=title, barmode="group", yaxis_title="accuracy", **LAYOUT)
-    fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return fig
-
-
-def image_grid(images: torch.Tensor, captions: Sequence[str], columns: int = 6, title: str = "") -> go.Figure:
-    """uint8 images (N, C, H, W) in a grid, each with its caption."""
-    n = len(images)
-    rows = max(1, -(-n // columns))
-    fig = make_subplots(
-        rows=rows, cols=columns, subplot_titles=list(captions), horizontal_spacing=0.01, vertical_spacing=0.12
-    )
-    for i, img in enumerate(images):
-        img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
-        # A PNG data URI instead of a pixel array: a 96 px photo is ~15 KB in a notebook, not ~300 KB.
-        fig.add_trace(go.Image(source=_png_uri(img)), row=i // columns + 1, col=i % columns + 1)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.update_annotations(font_size=12)
-    fig.update_layout(title=title, height=60 + 170 * rows, **{**LAYOUT, "margin": dict(l=10, r=10, t=70, b=10)})
-    return fig
-
-
-def _png_uri(image: torch.Tensor) -> str:
-    """A (3, H, W) uint8 image as a base64 PNG data URI."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def misclassified_grid(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    predictions: torch.Tensor,
-    classes: Sequence[str],
-    limit: int = 12,
-    columns: int = 6,
-    title: str = "Mistakes",
-) -> go.Figure:
-    """The first `limit` test images a model got wrong, each captioned with its prediction and truth."""
-    labels, predictions = torch.as_tensor(labels).cpu(), torch.as_tensor(predictions).cpu()
-    wrong = torch.nonzero(predictions != labels).flatten()[:limit]
-    if len(wrong) == 0:
-        fig = go.Figure()
-        fig.add_annotation(text="no mistakes on the test split", showarrow=False, font_size=18)
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        fig.update_layout(title=title, height=200, **LAYOUT)
-        return fig
-    captions = [f"{classes[int(predictions[i])]}<br>(true: {classes[int(labels[i])]})" for i in wrong]
-    return image_grid(torch.as_tensor(images).cpu()[wrong], captions, columns=min(columns, len(wrong)), title=title)
 
 
 def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minus scratch") -> go.Figure:
@@ -383,47 +202,6 @@ def accuracy_against(
         fig.update_xaxes(type="log")
     if "accuracy" in y:
         fig.update_yaxes(tickformat=".0%")
-    return fig
-
-
-def prediction_bars(top: Sequence[tuple[str, float]], title: str = "") -> go.Figure:
-    """Horizontal bars of (class name, probability), best at the top."""
-    names, probs = zip(*top)
-    fig = go.Figure(
-        go.Bar(
-            x=list(probs),
-            y=list(names),
-            orientation="h",
-            marker_color="#1f77b4",
-            text=[f"{p:.1%}" for p in probs],
-            textposition="auto",
-        )
-    )
-    fig.update_layout(title=title, xaxis=dict(range=[0, 1], tickformat=".0%"), height=300, **LAYOUT)
-    fig.update_yaxes(autorange="reversed")
-    return fig
-
-
-def first_layer_filters(weight: torch.Tensor, columns: int = 8, title: str = "First-layer filters") -> go.Figure:
-    """Conv filters (O, 3, k, k) as small RGB images, each scaled to its own range."""
-    w = weight.detach().float().cpu()
-    lo = w.amin(dim=(1, 2, 3), keepdim=True)
-    hi = w.amax(dim=(1, 2, 3), keepdim=True)
-    images = ((w - lo) / (hi - lo + 1e-8) * 255).to(torch.uint8)
-    return image_grid(images, [""] * len(images), columns=columns, title=title)
-
-
-def embedding_scatter(points: np.ndarray, labels: np.ndarray, classes: Sequence[str], title: str = "") -> go.Figure:
-    """A 2-D map of images (PCA or t-SNE of their features), coloured by class."""
-    fig = go.Figure()
-    for c, name in enumerate(classes):
-        mask = np.asarray(labels) == c
-        fig.add_trace(
-            go.Scattergl(
-                x=points[mask, 0], y=points[mask, 1], mode="markers", name=name, marker=dict(size=6, opacity=0.7)
-            )
-        )
-    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **LAYOUT)
     return fig
 
 

@@ -1,0 +1,52 @@
+"""Every figure the kit shows: pure functions from data to a Plotly `Figure`.
+
+The notebook cell ends with `fig`; the dashboard calls `st.plotly_chart(fig)`. Neither draws
+its own charts, so a lesson and the dashboard always show the same picture. `curves` holds
+results against time and settings, `pictures` what a network sees and gets wrong, `style` what
+every figure shares, `notebook` how figures are stored in a lesson.
+"""
+
+from .curves import (
+    accuracy_against,
+    accuracy_bars,
+    combine_histories,
+    learning_curves,
+    overlay_curves,
+    train_test_gap,
+    transfer_map,
+    transfer_points,
+)
+from .notebook import notebook_renderers
+from .pictures import (
+    confusion_matrix,
+    embedding_scatter,
+    first_layer_filters,
+    freeze_diagram,
+    image_grid,
+    misclassified_grid,
+    per_class_accuracy,
+    prediction_bars,
+)
+from .style import ARM_COLOURS, AXIS_TITLES
+
+__all__ = [
+    "ARM_COLOURS",
+    "AXIS_TITLES",
+    "accuracy_against",
+    "accuracy_bars",
+    "combine_histories",
+    "confusion_matrix",
+    "embedding_scatter",
+    "first_layer_filters",
+    "freeze_diagram",
+    "image_grid",
+    "learning_curves",
+    "misclassified_grid",
+    "notebook_renderers",
+    "overlay_curves",
+    "per_class_accuracy",
+    "prediction_bars",
+    "train_test_gap",
+    "transfer_map",
+    "transfer_points",
+]
