@@ -17,8 +17,8 @@ from transferlab import pick_device
 from transferlab.jobs import JobQueue
 from transferlab.store import RunStore, default_store_path
 
-# Training images x epochs per arm that one comparison may take, by device: on a 2-core CPU the
-# default (100 images x 15 epochs) takes seconds and the cap about 5 minutes; a GPU does far more.
+# Training images per arm (steps x batch) that one comparison may take, by device: on a 2-core CPU
+# the default (60 steps = 1 500 images) takes seconds and the cap several minutes; a GPU does far more.
 MAX_WORK = {"cpu": 150_000, "cuda": 3_000_000}
 WARM = "fashion_mnist:efficientnet_lite0"  # what the workers load before the first Run
 SESSION = re.compile(r"^[0-9a-f]{32}$")

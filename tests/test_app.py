@@ -330,3 +330,20 @@ def wait_until(condition, timeout=60.0):
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.01)
+
+
+def test_an_arm_still_improving_is_offered_a_longer_run(app, monkeypatch):
+    from transferlab.comparison import Verdicts
+
+    monkeypatch.setattr(Verdicts, "improving", lambda self: [])
+    use_tiny(app, steps=30, per_class=1)
+    job = run_to_the_end(app)
+    assert f"longer-{job.id}" not in [b.key for b in app.button]  # nothing to offer
+    monkeypatch.setattr(Verdicts, "improving", lambda self: ["scratch"])  # as if scratch were still rising
+    app.run()
+    assert "scratch was still improving when the budget ran out" in app.success[0].value
+    app.button(key=f"longer-{job.id}").click().run()
+    longer = app.session_state["job"]
+    assert longer is not job and longer.config.steps == 120  # four times the budget, on the steps slider
+    assert app.select_slider(key="steps").value == 120
+    assert longer.wait(120)

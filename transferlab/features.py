@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -168,6 +168,18 @@ class Inputs:
             return self._prefix_all(images)
 
         return feature_cache().get_or_compute(key, compute)
+
+    def train_batches(
+        self, sizes: Sequence[int], shuffle: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(inputs, labels) batches of `sizes` forever: every training image once per epoch,
+        in a new order each epoch drawn from `shuffle`."""
+        labels, epoch = self.data.train_labels, 0
+        while True:
+            order = torch.randperm(len(labels), generator=shuffle).to(self.device)
+            for rows in torch.split(order, list(sizes)):
+                yield self.train_batch(rows, epoch), labels[rows]
+            epoch += 1
 
     def train_batch(self, rows: torch.Tensor, epoch: int) -> torch.Tensor:
         """The inputs for training images `rows` in `epoch` (0-based), float32 for training."""

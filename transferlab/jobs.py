@@ -233,6 +233,32 @@ class _Worker:
         self.process.wait()
         self.conn.close()
 
+    def train(self, job: Job, max_work: int | None, stop_grace: float) -> tuple[str, object]:
+        """Hand `job` to the process and relay its messages to the job until it ends. Returns
+        ("done", outcome), ("failed", message), ("died", exit code) or ("deaf", None): a stop
+        not answered within `stop_grace` seconds, after which the process is killed."""
+        self.conn.send(("job", job.id, job.config, job.arms, max_work))
+        stop_sent = None
+        while True:
+            try:
+                message = self.conn.recv() if self.conn.poll(POLL_SECONDS) else None
+            except (EOFError, OSError):
+                message = None
+            if message is None and not self.alive:
+                return "died", self.process.wait()
+            if job.stop_event.is_set() and stop_sent is None:
+                self.conn.send(("stop", job.id))
+                stop_sent = time.monotonic()
+            elif stop_sent is not None and time.monotonic() - stop_sent > stop_grace:
+                self.kill()
+                return "deaf", None
+            if message is None:
+                continue
+            if message[0] in ("done", "failed"):
+                return message[0], message[2]
+            if message[1] == job.id:
+                job._handle(message)
+
 
 class JobQueue:
     """A FIFO of comparisons and the worker processes that train them, one job per worker at a time.
@@ -391,52 +417,36 @@ class JobQueue:
             job._finish(STOPPED)
             return
         job._update(status=RUNNING, phase="loading data and models", started=time.time())
-        worker.conn.send(("job", job.id, job.config, job.arms, self.max_work))
-        stop_sent = None
-        while True:
-            try:
-                message = worker.conn.recv() if worker.conn.poll(POLL_SECONDS) else None
-            except (EOFError, OSError):
-                message = None
-            if message is None and not worker.alive:
-                code = worker.process.wait()
-                self._procs.pop(slot, None)
-                job._finish(FAILED, error=f"the training process died (exit code {code}; out of memory?). Try again.")
-                return
-            if job.stop_event.is_set() and stop_sent is None:
-                worker.conn.send(("stop", job.id))
-                stop_sent = time.monotonic()
-            elif stop_sent is not None and time.monotonic() - stop_sent > self.stop_grace:
-                log.warning("worker %s did not stop job %s within %s s: replaced", slot, job.id, self.stop_grace)
-                self._procs.pop(slot).kill()
-                job._finish(STOPPED)
-                return
-            if message is None:
-                continue
-            kind = message[0]
-            if kind == "done":
-                self._finished(job, message[2])
-                return
-            if kind == "failed":
-                job._finish(FAILED, error=message[2])
-                return
-            if message[1] == job.id:
-                job._handle(message)
+        kind, value = worker.train(job, self.max_work, self.stop_grace)
+        if kind == "done":
+            _finish_with(job, value, self.store)
+            return
+        if kind in ("died", "deaf"):
+            self._procs.pop(slot, None)
+        if kind == "deaf":
+            log.warning("worker %s did not stop job %s within %s s: replaced", slot, job.id, self.stop_grace)
+            job._finish(STOPPED)
+        elif kind == "died":
+            job._finish(FAILED, error=f"the training process died (exit code {value}; out of memory?). Try again.")
+        else:
+            job._finish(FAILED, error=value)
 
-    def _finished(self, job: Job, outcome: Outcome) -> None:
-        if outcome.stopped:
-            job._finish(STOPPED, outcome)
-            return
-        if self.store is None:
-            job._finish(DONE, outcome)
-            return
-        owners = sorted(job.owners)
-        job.stored = self.store.save(outcome, owners[0] if owners else None)
-        for owner in owners[1:]:
-            self.store.add_owner(job.stored, owner)
+
+def _finish_with(job: Job, outcome: Outcome, store: RunStore | None) -> None:
+    """End `job` with its outcome, stored (under every owner) unless it was stopped."""
+    if outcome.stopped:
+        job._finish(STOPPED, outcome)
+        return
+    if store is None:
         job._finish(DONE, outcome)
-        for owner in job.owners - set(owners):  # sessions that joined while it was being stored
-            self.store.add_owner(job.stored, owner)
+        return
+    owners = sorted(job.owners)
+    job.stored = store.save(outcome, owners[0] if owners else None)
+    for owner in owners[1:]:
+        store.add_owner(job.stored, owner)
+    job._finish(DONE, outcome)
+    for owner in job.owners - set(owners):  # sessions that joined while it was being stored
+        store.add_owner(job.stored, owner)
 
 
 def _gpu_count() -> int:

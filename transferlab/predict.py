@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .backbones import BlockNet, create_backbone, get_spec
-from .datasets import load_image
+from .folders import load_image
 from .transforms import to_model_input
 
 __all__ = ["imagenet_classes", "predict_imagenet"]

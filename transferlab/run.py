@@ -44,13 +44,13 @@ class Run:
         self.callbacks = list(callbacks)
         self.k = arm.depth(config)
         self.plan: Plan = plan(config, len(data.train_labels)).scaled(arm.budget_mult)
-        self.model = self._build_model()
+        self.model = build_model(config, arm, data.dataset.num_classes, device)
         self.summary = freeze_to(self.model, self.k, config.freeze_bn_stats)
         self.bf16_train, bf16_infer = bf16_passes(device, config.precision)
         self.model.to(memory_format=torch.channels_last)
         self.inputs = Inputs(self.model, self.k, data, config, bf16_infer)
         self.inputs.check_stop = self._check_stop
-        self.optimizer, self.scheduler = self._build_optimizer()
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.k, config, arm, self.plan.steps)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.step = self.images_seen = 0
         self.seconds = 0.0
@@ -70,34 +70,6 @@ class Run:
     def total_params(self) -> int:
         return int(self.summary.parameters.sum())
 
-    def _build_model(self) -> BlockNet:
-        num_classes = self.data.dataset.num_classes
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)  # the head (and scratch weights) from the seed
-            if isinstance(self.arm.init, Mapping):
-                model = create_backbone(self.config.backbone, num_classes, pretrained=False)
-                model.blocks.load_state_dict(self.arm.init, strict=True)
-            else:
-                model = create_backbone(self.config.backbone, num_classes, self.arm.init == "pretrained")
-        return model.to(self.device)
-
-    def _build_optimizer(self):
-        cfg = self.config
-        body = [p for b in list(self.model.blocks.values())[self.k :] for p in b.parameters()]
-        groups = [{"params": list(self.model.head.parameters()), "lr": cfg.lr * cfg.head_lr_mult}]
-        if body:
-            groups.append({"params": body, "lr": cfg.lr * self.arm.lr_mult})
-        # The fused kernel updates every tensor in one pass: 3.5x faster optimiser steps than the
-        # default per-tensor loop on the CPU (measured at k = 4: the suffix has 3.3 M parameters).
-        fused = True if self.device.type in ("cpu", "cuda") else None
-        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, fused=fused)
-        # Cosine decay to zero over the whole budget: constant rates made small runs collapse.
-        total = self.plan.steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-        )
-        return optimizer, scheduler
-
     def _check_stop(self) -> None:
         for cb in self.callbacks:
             cb.check_stop(self)
@@ -109,15 +81,6 @@ class Run:
         )  # fmt: skip
         for cb in self.callbacks:
             cb.on_record(self, record)
-
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Training batches forever: every image once per epoch, reshuffled each epoch."""
-        labels, epoch = self.data.train_labels, 0
-        while True:
-            order = torch.randperm(len(labels), generator=self.shuffle).to(self.device)
-            for rows in torch.split(order, list(self.plan.batch_sizes)):
-                yield self.inputs.train_batch(rows, epoch), labels[rows]
-            epoch += 1
 
     def _train_until(self, end: int, batches: Iterator) -> None:
         """Train up to step `end`; emit the running mean of loss and accuracy over these steps."""
@@ -144,7 +107,7 @@ class Run:
             for cb in self.callbacks:
                 cb.on_batch_end(self)
         if first_bad.item() >= 0:
-            raise self._diverged(int(first_bad.item()))
+            raise diverged(self, int(first_bad.item()))
         self._emit("train", loss_sum.item() / seen, correct.item() / seen)
 
     @torch.no_grad()
@@ -177,7 +140,7 @@ class Run:
                 cb.on_run_start(self)
             self._check_stop()
             self.model.train()
-            batches = self._batches()
+            batches = self.inputs.train_batches(self.plan.batch_sizes, self.shuffle)
             for end in self.plan.eval_steps:
                 self._train_until(end, batches)
                 if len(self.data.val_labels):
@@ -195,15 +158,6 @@ class Run:
             self.model.eval()
             for cb in self.callbacks:
                 cb.on_run_end(self)
-
-    def _diverged(self, step: int) -> TrainingDiverged:
-        cfg = self.config
-        head = f" or the head's multiplier (now x{cfg.head_lr_mult:g})" if cfg.head_lr_mult > 1 else ""
-        return TrainingDiverged(
-            f"The {self.arm.name} arm's training loss became NaN or infinite at step {step} of "
-            f"{self.plan.steps} (epoch {self.epoch:.1f}), so the run was stopped. "
-            f"Lower the learning rate (now {cfg.lr * self.arm.lr_mult:g}){head} and run it again."
-        )
 
     def row(self) -> dict:
         """This run's line in a result table."""
@@ -228,3 +182,44 @@ class Run:
             "bf16": "all" if self.bf16_train else "prefix+eval" if self.inputs.bf16 else "no",
             "device": device_name(self.device),
         }
+
+
+def build_model(config: ExperimentConfig, arm: Arm, num_classes: int, device: torch.device) -> BlockNet:
+    """The arm's network: pretrained, random or given blocks, and a new head, all from the seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # the head (and scratch weights) from the seed
+        if isinstance(arm.init, Mapping):
+            model = create_backbone(config.backbone, num_classes, pretrained=False)
+            model.blocks.load_state_dict(arm.init, strict=True)
+        else:
+            model = create_backbone(config.backbone, num_classes, arm.init == "pretrained")
+    return model.to(device)
+
+
+def build_optimizer(model: BlockNet, k: int, config: ExperimentConfig, arm: Arm, steps: int):
+    """AdamW over the head and blocks k+1..n (each at its own rate), with cosine decay to zero over `steps`."""
+    body = [p for b in list(model.blocks.values())[k:] for p in b.parameters()]
+    groups = [{"params": list(model.head.parameters()), "lr": config.lr * config.head_lr_mult}]
+    if body:
+        groups.append({"params": body, "lr": config.lr * arm.lr_mult})
+    # The fused kernel updates every tensor in one pass: 3.5x faster optimiser steps than the
+    # default per-tensor loop on the CPU (measured at k = 4: the suffix has 3.3 M parameters).
+    device = next(model.parameters()).device
+    fused = True if device.type in ("cpu", "cuda") else None
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=fused)
+    # Cosine decay to zero over the whole budget: constant rates made small runs collapse.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    return optimizer, scheduler
+
+
+def diverged(run: Run, step: int) -> TrainingDiverged:
+    """The error for a loss that became NaN or infinite: the arm, the step, and what to lower."""
+    cfg = run.config
+    head = f" or the head's multiplier (now x{cfg.head_lr_mult:g})" if cfg.head_lr_mult > 1 else ""
+    return TrainingDiverged(
+        f"The {run.arm.name} arm's training loss became NaN or infinite at step {step} of "
+        f"{run.plan.steps} (epoch {run.epoch:.1f}), so the run was stopped. "
+        f"Lower the learning rate (now {cfg.lr * run.arm.lr_mult:g}){head} and run it again."
+    )

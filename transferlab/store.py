@@ -130,6 +130,90 @@ def _mistakes(blob: bytes) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray
         return {str(a): (z[f"images_{i}"], z[f"labels_{i}"], z[f"predictions_{i}"]) for i, a in enumerate(z["arms"])}
 
 
+def _columns(outcome: Outcome) -> dict:
+    """An outcome as a row of the comparisons table."""
+    config, table = outcome.config, outcome.table
+    finetune, scratch = _accuracy(table, "finetune"), _accuracy(table, "scratch")
+    size = table["image_size"].iloc[0] if "image_size" in table and len(table) else config.image_size
+    return {
+        "key": outcome.key,
+        "created": _now(),
+        **{name: getattr(config, name) for name in _QUERIED},
+        "image_size": None if size is None or pd.isna(size) else int(size),  # the size it ran at, never None
+        "finetune": finetune,
+        "scratch": scratch,
+        "gap": None if finetune is None or scratch is None else finetune - scratch,
+        "stopped": int(outcome.stopped),
+        "device": outcome.device,
+        "elapsed": float(outcome.elapsed),
+        "config": json.dumps(asdict(config)),
+        "arms": json.dumps(list(outcome.arms)),
+        "versions": json.dumps(outcome.versions),
+        "result_table": _frame_json(table),
+        "history": _frame_json(outcome.history),
+        "classes": json.dumps(list(outcome.classes)),
+        "labels": json.dumps(np.asarray(outcome.labels).tolist()),
+        "predictions": json.dumps({a: np.asarray(p).tolist() for a, p in outcome.predictions.items()}),
+        "mistakes": _mistakes_blob(outcome.mistakes),
+    }
+
+
+def _outcome(row: sqlite3.Row) -> Outcome:
+    """A row of the comparisons table as the `Outcome` it was saved from."""
+    return Outcome(
+        config=_config(row["config"]),
+        arms=tuple(json.loads(row["arms"])),
+        table=_frame(row["result_table"]),
+        history=_frame(row["history"]),
+        classes=tuple(json.loads(row["classes"])),
+        labels=np.asarray(json.loads(row["labels"]), dtype=np.int64),
+        predictions={a: np.asarray(p, dtype=np.int64) for a, p in json.loads(row["predictions"]).items()},
+        mistakes=_mistakes(row["mistakes"]),
+        stopped=bool(row["stopped"]),
+        device=row["device"],
+        versions=json.loads(row["versions"]),
+        elapsed=row["elapsed"],
+    )
+
+
+def _arm_rows(c, class_accuracy: bool) -> list[dict]:
+    """A comparison's CSV rows, one per arm: its configuration, results, device and versions."""
+    config = json.loads(c.config)
+    config["classes"] = None if config.get("classes") is None else " ".join(map(str, config["classes"]))
+    versions = {f"version_{k}": v for k, v in json.loads(c.versions).items()}
+    labels, classes = np.asarray(json.loads(c.labels)), json.loads(c.classes)
+    predictions = json.loads(c.predictions)
+    rows = []
+    for arm in _frame(c.result_table).to_dict(orient="records"):
+        row = {"id": c.id, "key": c.key, "created": c.created, **config, "arm": arm.get("arm")}
+        row |= {k: arm.get(k) for k in ("val_accuracy", "test_accuracy", "test_loss", "seconds", "trainable_params")}
+        row |= {"steps_run": arm.get("steps"), "epochs_run": arm.get("epochs")}
+        if class_accuracy and arm.get("arm") in predictions:
+            preds = np.asarray(predictions[arm["arm"]])
+            for i, name in enumerate(classes):  # as Outcome.per_class(): None for a class with no test images
+                mask = labels == i
+                row[f"accuracy[{name}]"] = float((preds[mask] == i).mean()) if mask.any() else None
+        rows.append(row | {"device": c.device, **versions})
+    return rows
+
+
+def _write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write `frame` to `path` whole or not at all."""
+    # To a temporary file beside the target, then renamed: a failed export leaves no half-written CSV.
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise TransferlabError(f"Cannot export to {path}: its folder {path.parent} does not exist. Create it first.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            frame.to_csv(f, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 class RunStore:
     """Finished comparisons in a SQLite file, safe to use from several threads and processes.
 
@@ -193,30 +277,7 @@ class RunStore:
 
     def save(self, outcome: Outcome, owner: str | None = None) -> int:
         """Store a comparison (and, if given, its first owner) in one transaction; returns its id."""
-        config, table = outcome.config, outcome.table
-        finetune, scratch = _accuracy(table, "finetune"), _accuracy(table, "scratch")
-        size = table["image_size"].iloc[0] if "image_size" in table and len(table) else config.image_size
-        row = {
-            "key": outcome.key,
-            "created": _now(),
-            **{name: getattr(config, name) for name in _QUERIED},
-            "image_size": None if size is None or pd.isna(size) else int(size),  # the size it ran at, never None
-            "finetune": finetune,
-            "scratch": scratch,
-            "gap": None if finetune is None or scratch is None else finetune - scratch,
-            "stopped": int(outcome.stopped),
-            "device": outcome.device,
-            "elapsed": float(outcome.elapsed),
-            "config": json.dumps(asdict(config)),
-            "arms": json.dumps(list(outcome.arms)),
-            "versions": json.dumps(outcome.versions),
-            "result_table": _frame_json(table),
-            "history": _frame_json(outcome.history),
-            "classes": json.dumps(list(outcome.classes)),
-            "labels": json.dumps(np.asarray(outcome.labels).tolist()),
-            "predictions": json.dumps({a: np.asarray(p).tolist() for a, p in outcome.predictions.items()}),
-            "mistakes": _mistakes_blob(outcome.mistakes),
-        }
+        row = _columns(outcome)
         sql = f"INSERT INTO comparisons ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
         with self._connect() as db, self._transaction(db):
             comparison_id = int(db.execute(sql, list(row.values())).lastrowid)
@@ -242,20 +303,7 @@ class RunStore:
             row = db.execute("SELECT * FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
         if row is None:
             raise KeyError(f"No comparison {comparison_id} in the run store {self.path}")
-        return Outcome(
-            config=_config(row["config"]),
-            arms=tuple(json.loads(row["arms"])),
-            table=_frame(row["result_table"]),
-            history=_frame(row["history"]),
-            classes=tuple(json.loads(row["classes"])),
-            labels=np.asarray(json.loads(row["labels"]), dtype=np.int64),
-            predictions={a: np.asarray(p, dtype=np.int64) for a, p in json.loads(row["predictions"]).items()},
-            mistakes=_mistakes(row["mistakes"]),
-            stopped=bool(row["stopped"]),
-            device=row["device"],
-            versions=json.loads(row["versions"]),
-            elapsed=row["elapsed"],
-        )
+        return _outcome(row)
 
     def _select(self, columns: str, owner: str | None, limit: int | None = None) -> pd.DataFrame:
         where = "WHERE id IN (SELECT comparison_id FROM owners WHERE owner = ?)" if owner is not None else ""
@@ -289,48 +337,14 @@ class RunStore:
             owner: only this session's comparisons.
             class_accuracy: add an `accuracy[<class>]` column per class name.
         """
-        rows = []
-        for c in self._select(_EXPORTED, owner).itertuples():
-            config = json.loads(c.config)
-            config["classes"] = None if config.get("classes") is None else " ".join(map(str, config["classes"]))
-            versions = {f"version_{k}": v for k, v in json.loads(c.versions).items()}
-            labels, classes = np.asarray(json.loads(c.labels)), json.loads(c.classes)
-            predictions = json.loads(c.predictions)
-            for arm in _frame(c.result_table).to_dict(orient="records"):
-                row = {"id": c.id, "key": c.key, "created": c.created, **config, "arm": arm.get("arm")}
-                row |= {k: arm.get(k) for k in ("test_accuracy", "test_loss", "seconds", "trainable_params")}
-                row["epochs_run"] = arm.get("epochs")
-                if class_accuracy and arm.get("arm") in predictions:
-                    preds = np.asarray(predictions[arm["arm"]])
-                    for i, name in enumerate(classes):  # as Outcome.per_class(): None for a class with no test images
-                        mask = labels == i
-                        row[f"accuracy[{name}]"] = float((preds[mask] == i).mean()) if mask.any() else None
-                rows.append(row | {"device": c.device, **versions})
-        return self._write_csv(pd.DataFrame(rows, columns=None if rows else ["id", "key", "arm"]), path)
+        rows = [row for c in self._select(_EXPORTED, owner).itertuples() for row in _arm_rows(c, class_accuracy)]
+        return _write_csv(pd.DataFrame(rows, columns=None if rows else ["id", "key", "arm"]), path)
 
     def export_histories_csv(self, path: str | Path, owner: str | None = None) -> Path:
         """Write a CSV row per record of every comparison (only `owner`'s if given), with its id."""
         frames = [_frame(h).assign(id=i) for i, h in self._select("id, history", owner).itertuples(index=False)]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id"])
-        return self._write_csv(frame[["id", *[c for c in frame.columns if c != "id"]]], path)
-
-    @staticmethod
-    def _write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-        # To a temporary file beside the target, then renamed: a failed export leaves no half-written CSV.
-        path = Path(path)
-        if not path.parent.is_dir():
-            raise TransferlabError(
-                f"Cannot export to {path}: its folder {path.parent} does not exist. Create it first."
-            )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                frame.to_csv(f, index=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return _write_csv(frame[["id", *[c for c in frame.columns if c != "id"]]], path)
 
     def __len__(self) -> int:
         with self._connect() as db:

@@ -1,0 +1,100 @@
+"""Your own photos: a folder with one sub-folder of images per class becomes an `ImageDataset`.
+
+    photos/cats/*.jpg, photos/dogs/*.jpg                    a fifth of each class held out as the test split
+    photos/train/cats/*.jpg, photos/test/cats/*.jpg         the test split chosen by you
+
+Every file Pillow cannot read, for whatever reason, is skipped and named in `ImageDataset.skipped`
+(and in a warning), so one bad file never stops a class from loading.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .datasets import FOLDER_IMAGE_SIZE, IMAGE_SUFFIXES, ImageDataset, _split_fixed
+from .errors import ConfigError
+
+__all__ = ["load_image", "load_image_folder"]
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """One image file -> (3, size, size) uint8: shorter side resized to `size`, centre-cropped."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        im = ImageOps.fit(im, (size, size), method=Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+
+def _read_class_folders(folder: Path, classes: tuple[str, ...] | None, size: int):
+    """(classes, images, labels, skipped): every file Pillow cannot read, for whatever reason (a
+    truncated file, a decompression bomb, a folder it may not list), is skipped and named."""
+    try:
+        found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    except OSError as error:
+        raise ConfigError(f"cannot read the folder {folder} ({error.strerror or error})") from None
+    if classes is not None and (missing := [c for c in classes if c not in found]):
+        raise ConfigError(
+            f"{folder} has no folder for class(es) {', '.join(missing)}: every class in train/ needs "
+            "its own folder of test images in test/"
+        )
+    classes = classes or found
+    if not classes:
+        raise ConfigError(f"{folder} has no class sub-folders: put each class's images in a folder named after it")
+    images, labels, skipped = [], [], []
+    for label, name in enumerate(classes):
+        try:
+            files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        except OSError as error:
+            skipped.append(f"{name}/ ({error.strerror or error})")
+            continue
+        for path in files:
+            try:
+                images.append(load_image(path, size))
+                labels.append(label)
+            except Exception as error:  # noqa: BLE001 (Pillow raises many kinds; each is one bad file)
+                skipped.append(f"{name}/{path.name} ({type(error).__name__})")
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {folder}: {shown}", stacklevel=3)
+    if not images:
+        raise ConfigError(f"no readable images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
+    return classes, torch.stack(images), torch.tensor(labels), tuple(skipped)
+
+
+def load_image_folder(root: str | Path, size: int = FOLDER_IMAGE_SIZE, name: str = "image_folder") -> ImageDataset:
+    """Class sub-folders of images (optionally inside train/ and test/) -> an `ImageDataset`.
+
+    Without train/ and test/ folders, a fifth of each class (at least one image) is held out
+    as the fixed test split.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a folder: give a folder with one sub-folder of images per class")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        classes, train_x, train_y, skipped = _read_class_folders(root / "train", None, size)
+        _, test_x, test_y, skipped_test = _read_class_folders(root / "test", classes, size)
+        _need_two_classes(root / "train", classes, train_y, 1)
+        _need_two_classes(root / "test", classes, test_y, 1)
+        skipped += skipped_test
+    else:
+        classes, images, labels, skipped = _read_class_folders(root, None, size)
+        counts = _need_two_classes(root, classes, labels, 2)
+        train_x, train_y, test_x, test_y = _split_fixed(images, labels, max(1, int(counts.min()) // 5))
+    return ImageDataset(name, classes, train_x, train_y, test_x, test_y, source=str(root), skipped=skipped)
+
+
+def _need_two_classes(folder: Path, classes: tuple[str, ...], labels: torch.Tensor, least: int) -> torch.Tensor:
+    """Per-class counts; a `ConfigError` unless every class has `least` readable images and there are two."""
+    counts = torch.bincount(labels, minlength=len(classes))
+    if len(classes) < 2 or int(counts.min()) < least:
+        raise ConfigError(
+            f"{folder}: need at least 2 classes with at least {least} readable image{'s' * (least > 1)} each; "
+            "found " + ", ".join(f"{c}: {int(n)}" for c, n in zip(classes, counts))
+        )
+    return counts
