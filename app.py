@@ -50,7 +50,7 @@ def dashboard() -> None:
         advanced = advanced_ui(source["backbone"], defaults, ignored)
         st.divider()
         st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} comparison(s) running or waiting.")
-        st.markdown("[Class board: every run on this server](?view=board)")
+        st.markdown("[Class board: every comparison on this server](?view=board)")
 
     spec = get_spec(source["backbone"])
     st.html(f"<style>{PAGE_CSS}</style>")

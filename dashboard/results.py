@@ -22,10 +22,10 @@ def result_ui(job: Job, sid: str) -> None:
     """The verdict, the final curves, and where each arm goes wrong."""
     st.markdown(f"#### {run_title(job)}")
     if job.status == FAILED:
-        st.error(f"The run failed: {job.error}")
+        st.error(f"The comparison failed: {job.error}")
         return
     if sid not in job.owners:
-        st.info("You stopped following this run; it went on for the other sessions that asked for it.")
+        st.info("You stopped following this comparison; it went on for the other sessions that asked for it.")
         return
     outcome = job.outcome
     if outcome is None:
@@ -84,7 +84,7 @@ def details_ui(job: Job) -> None:
 
 
 HISTORY_COLUMNS = {
-    "id": "run",
+    "id": "comparison",
     "backbone": "backbone",
     "dataset": "dataset",
     "per_class": "per class",
@@ -104,7 +104,7 @@ def history_ui(store: RunStore, sid: str) -> None:
     runs = store.comparisons(owner=sid)
     if runs.empty:
         return
-    st.header("Run history (this session)")
+    st.header("Comparison history (this session)")
     table = runs[list(HISTORY_COLUMNS)].rename(columns=HISTORY_COLUMNS)
     table["per class"] = table["per class"].map(lambda n: "all" if pd.isna(n) else str(int(n)))
     table["gap (points)"] = table["gap (points)"] * 100
@@ -125,9 +125,9 @@ def history_ui(store: RunStore, sid: str) -> None:
         for r in runs[::-1].itertuples()
     }
     if len(labels) < 2:
-        st.caption("Finish another run (say, the same size at another freeze depth) to overlay their curves here.")
+        st.caption("Finish another comparison (say, the same size at another freeze depth) to overlay their curves here.")
         return
-    chosen = st.multiselect("Overlay runs", list(labels), default=list(labels)[-3:], key="overlay")
+    chosen = st.multiselect("Overlay comparisons", list(labels), default=list(labels)[-3:], key="overlay")
     if chosen:
         x = st.session_state.get("x_axis") or "step"
         histories = store.histories([labels[label] for label in chosen])

@@ -176,7 +176,7 @@ def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
     assert chart(app, f"job{job.id}-accuracy")["layout"]["xaxis"]["title"]["text"] == "seconds of training"
     assert not app.button(key="run").disabled
     history = app.dataframe[0].value
-    assert len(history) == 1 and history.loc[0, "k"] == 3 and history.loc[0, "run"] == job.stored
+    assert len(history) == 1 and history.loc[0, "k"] == 3 and history.loc[0, "comparison"] == job.stored
 
 
 def test_the_settings_live_in_the_address_and_a_link_reproduces_the_comparison(app):
@@ -223,7 +223,7 @@ def test_history_survives_a_reload_and_overlays_the_chosen_runs(app):
         app.select_slider(key="freeze-test_tiny").set_value(k).run()
         ids.append(run_to_the_end(app).stored)
     history = app.dataframe[0].value
-    assert history.k.tolist() == [2, 0] and history.run.tolist() == ids[::-1]  # newest first
+    assert history.k.tolist() == [2, 0] and history.comparison.tolist() == ids[::-1]  # newest first
     overlay = app.multiselect(key="overlay")
     assert overlay.value == [f"#{ids[0]} k=0 n=5", f"#{ids[1]} k=2 n=5"]
     names = [t["name"] for t in chart(app, "overlay-chart")["data"]]
@@ -232,7 +232,7 @@ def test_history_survives_a_reload_and_overlays_the_chosen_runs(app):
     assert len(chart(app, "overlay-chart")["data"]) == 2
     # A reload is a new session at the same address (its sid): the history comes back from the store.
     reloaded = open_page(**app.query_params)
-    assert reloaded.dataframe[0].value.run.tolist() == ids[::-1]
+    assert reloaded.dataframe[0].value.comparison.tolist() == ids[::-1]
     # ...and another session sees none of it.
     assert not open_page().dataframe
 
