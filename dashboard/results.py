@@ -125,7 +125,9 @@ def history_ui(store: RunStore, sid: str) -> None:
         for r in runs[::-1].itertuples()
     }
     if len(labels) < 2:
-        st.caption("Finish another comparison (say, the same size at another freeze depth) to overlay their curves here.")
+        st.caption(
+            "Finish another comparison (say, the same size at another freeze depth) to overlay their curves here."
+        )
         return
     chosen = st.multiselect("Overlay comparisons", list(labels), default=list(labels)[-3:], key="overlay")
     if chosen:
