@@ -48,12 +48,12 @@ SERVER_START_S = 60
 PAGE_LOAD_S = 120  # the first script run imports torch and timm and loads Fashion-MNIST
 RUN_S = 600  # the whole default comparison, on a possibly busy 2-core CPU
 
-# The test accuracy chart's traces, name -> number of points (Plotly's own data on the page).
+# The validation accuracy chart's traces, name -> number of points (Plotly's own data on the page).
 ACCURACY_POINTS_JS = """() => {
   const points = {};
   for (const gd of document.querySelectorAll('.js-plotly-plot')) {
     const title = (gd.layout && gd.layout.title && gd.layout.title.text) || '';
-    if (!title.startsWith('Test accuracy')) continue;
+    if (!title.startsWith('Validation accuracy')) continue;
     for (const trace of gd._fullData || []) points[trace.name] = trace._length || 0;
   }
   return points;

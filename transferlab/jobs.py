@@ -216,7 +216,10 @@ class Job:
 class _Worker:
     """One worker process and the server's end of its socket."""
 
-    def __init__(self, runner: str | None, warm: str | None, env: dict[str, str]):
+    def __init__(self, runner: str | None, warm: str | None, slot: int):
+        env = dict(os.environ)
+        if _gpu_count():  # one GPU per worker, round robin when there are more workers than GPUs
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % _gpu_count())
         self.conn, child = Pipe(duplex=True)
         command = [sys.executable, "-m", "transferlab.worker", str(child.fileno())]
         command += ["--runner", runner] if runner else []
@@ -313,11 +316,8 @@ class JobQueue:
                 raise RuntimeError("this JobQueue has been shut down; make a new one")
             if job := self._join(key, owner):
                 return job
-        stored = self.store.find(key) if self.store else None  # outside the lock: it reads a file
-        if stored is not None:
-            if owner:
-                self.store.add_owner(stored, owner)
-            return Job.from_store(self.store.load(stored), stored, owner)
+        if self.store is not None and (done := _from_store(self.store, key, owner)):  # outside the lock: a file
+            return done
         with self._cond:
             if job := self._join(key, owner):  # queued by another session meanwhile
                 return job
@@ -393,10 +393,7 @@ class JobQueue:
     def _worker(self, slot: int) -> _Worker:
         worker = self._procs.get(slot)
         if worker is None or not worker.alive:
-            env = dict(os.environ)
-            if _gpu_count():  # one GPU per worker, round robin when there are more workers than GPUs
-                env["CUDA_VISIBLE_DEVICES"] = str(slot % _gpu_count())
-            worker = self._procs[slot] = _Worker(self.runner, self.warm, env)
+            worker = self._procs[slot] = _Worker(self.runner, self.warm, slot)
         return worker
 
     def _serve(self, slot: int) -> None:
@@ -430,6 +427,16 @@ class JobQueue:
             job._finish(FAILED, error=f"the training process died (exit code {value}; out of memory?). Try again.")
         else:
             job._finish(FAILED, error=value)
+
+
+def _from_store(store: RunStore, key: str, owner: str | None) -> Job | None:
+    """A finished job for the stored comparison with this key (now also `owner`'s), or None."""
+    stored = store.find(key)
+    if stored is None:
+        return None
+    if owner:
+        store.add_owner(stored, owner)
+    return Job.from_store(store.load(stored), stored, owner)
 
 
 def _finish_with(job: Job, outcome: Outcome, store: RunStore | None) -> None:
