@@ -24,14 +24,11 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from multiprocessing import Pipe
 
 import pandas as pd
 
@@ -39,12 +36,12 @@ from .callbacks import Record
 from .config import ARMS, ExperimentConfig
 from .outcome import Outcome, comparison_key
 from .store import RunStore
+from .worker import WorkerProcess, gpu_count
 
 __all__ = ["DONE", "FAILED", "QUEUED", "RUNNING", "STOPPED", "Job", "JobQueue"]
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 FINISHED = (DONE, STOPPED, FAILED)
-POLL_SECONDS = 0.2  # how often a waiting coordinator looks at its worker and the stop flag
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -213,56 +210,6 @@ class Job:
         self._done.set()
 
 
-class _Worker:
-    """One worker process and the server's end of its socket."""
-
-    def __init__(self, runner: str | None, warm: str | None, slot: int):
-        env = dict(os.environ)
-        if _gpu_count():  # one GPU per worker, round robin when there are more workers than GPUs
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % _gpu_count())
-        self.conn, child = Pipe(duplex=True)
-        command = [sys.executable, "-m", "transferlab.worker", str(child.fileno())]
-        command += ["--runner", runner] if runner else []
-        command += ["--warm", warm] if warm else []
-        self.process = subprocess.Popen(command, pass_fds=(child.fileno(),), env=env)
-        child.close()
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        self.conn.close()
-
-    def train(self, job: Job, max_work: int | None, stop_grace: float) -> tuple[str, object]:
-        """Hand `job` to the process and relay its messages to the job until it ends. Returns
-        ("done", outcome), ("failed", message), ("died", exit code) or ("deaf", None): a stop
-        not answered within `stop_grace` seconds, after which the process is killed."""
-        self.conn.send(("job", job.id, job.config, job.arms, max_work))
-        stop_sent = None
-        while True:
-            try:
-                message = self.conn.recv() if self.conn.poll(POLL_SECONDS) else None
-            except (EOFError, OSError):
-                message = None
-            if message is None and not self.alive:
-                return "died", self.process.wait()
-            if job.stop_event.is_set() and stop_sent is None:
-                self.conn.send(("stop", job.id))
-                stop_sent = time.monotonic()
-            elif stop_sent is not None and time.monotonic() - stop_sent > stop_grace:
-                self.kill()
-                return "deaf", None
-            if message is None:
-                continue
-            if message[0] in ("done", "failed"):
-                return message[0], message[2]
-            if message[1] == job.id:
-                job._handle(message)
-
-
 class JobQueue:
     """A FIFO of comparisons and the worker processes that train them, one job per worker at a time.
 
@@ -285,14 +232,14 @@ class JobQueue:
         warm: str | None = None,
         stop_grace: float = 10.0,
     ):
-        self.workers = workers or int(os.environ.get("TRANSFERLAB_WORKERS", 0)) or _gpu_count() or 1
+        self.workers = workers or int(os.environ.get("TRANSFERLAB_WORKERS", 0)) or gpu_count() or 1
         self.store, self.max_work, self.runner, self.warm = store, max_work, runner, warm
         self.stop_grace = stop_grace
         self._waiting: deque[Job] = deque()
         self._running: list[Job] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._procs: dict[int, _Worker] = {}
+        self._procs: dict[int, WorkerProcess] = {}
         self._threads = [
             threading.Thread(target=self._serve, args=(slot,), name=f"transferlab-jobs-{slot}", daemon=True)
             for slot in range(self.workers)
@@ -390,10 +337,10 @@ class JobQueue:
             self._running.append(job)
             return job
 
-    def _worker(self, slot: int) -> _Worker:
+    def _worker(self, slot: int) -> WorkerProcess:
         worker = self._procs.get(slot)
         if worker is None or not worker.alive:
-            worker = self._procs[slot] = _Worker(self.runner, self.warm, slot)
+            worker = self._procs[slot] = WorkerProcess(self.runner, self.warm, slot)
         return worker
 
     def _serve(self, slot: int) -> None:
@@ -409,7 +356,7 @@ class JobQueue:
                 with self._cond:
                     self._running.remove(job)
 
-    def _run(self, job: Job, worker: _Worker, slot: int) -> None:
+    def _run(self, job: Job, worker: WorkerProcess, slot: int) -> None:
         if job.stop_event.is_set():  # stopped while being handed over
             job._finish(STOPPED)
             return
@@ -454,9 +401,3 @@ def _finish_with(job: Job, outcome: Outcome, store: RunStore | None) -> None:
     job._finish(DONE, outcome)
     for owner in job.owners - set(owners):  # sessions that joined while it was being stored
         store.add_owner(job.stored, owner)
-
-
-def _gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count()

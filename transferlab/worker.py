@@ -23,10 +23,14 @@ import importlib
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
+from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 
+POLL_SECONDS = 0.2  # how often the server looks at its worker and the stop flag
 PROGRESS_EVERY = 0.2  # seconds between progress messages: a bar that moves, not a flood
 
 log = logging.getLogger("transferlab.worker")
@@ -121,6 +125,63 @@ def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = N
         result = None  # the networks and data go before the next job
         stops.pop(job_id, None)
         conn.send(message)
+
+
+class WorkerProcess:
+    """The server's end: one worker process and its socket. `train` relays one job's messages to
+    the `Job` (its `stop_event` and `_handle`) until the job ends."""
+
+    def __init__(self, runner: str | None, warm: str | None, slot: int):
+        env = dict(os.environ)
+        if gpu_count():  # one GPU per worker, round robin when there are more workers than GPUs
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpu_count())
+        self.conn, child = Pipe(duplex=True)
+        command = [sys.executable, "-m", "transferlab.worker", str(child.fileno())]
+        command += ["--runner", runner] if runner else []
+        command += ["--warm", warm] if warm else []
+        self.process = subprocess.Popen(command, pass_fds=(child.fileno(),), env=env)
+        child.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.conn.close()
+
+    def train(self, job, max_work: int | None, stop_grace: float) -> tuple[str, object]:
+        """Hand `job` to the process and relay its messages to the job until it ends. Returns
+        ("done", outcome), ("failed", message), ("died", exit code) or ("deaf", None): a stop
+        not answered within `stop_grace` seconds, after which the process is killed."""
+        self.conn.send(("job", job.id, job.config, job.arms, max_work))
+        stop_sent = None
+        while True:
+            try:
+                message = self.conn.recv() if self.conn.poll(POLL_SECONDS) else None
+            except (EOFError, OSError):
+                message = None
+            if message is None and not self.alive:
+                return "died", self.process.wait()
+            if job.stop_event.is_set() and stop_sent is None:
+                self.conn.send(("stop", job.id))
+                stop_sent = time.monotonic()
+            elif stop_sent is not None and time.monotonic() - stop_sent > stop_grace:
+                self.kill()
+                return "deaf", None
+            if message is None:
+                continue
+            if message[0] in ("done", "failed"):
+                return message[0], message[2]
+            if message[1] == job.id:
+                job._handle(message)
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def main(argv: list[str] | None = None) -> None:
