@@ -1,7 +1,8 @@
-"""Command line: `python -m transferlab {backbones,datasets,predict,compare,runs}`.
+"""Command line: `python -m transferlab {backbones,datasets,predict,compare,runs,import,remove,export}`.
 
     python -m transferlab compare --dataset fashion_mnist --backbone efficientnet_lite0 \\
         --per-class 10 --freeze-depth 4 --seed 0
+    python -m transferlab import photos.zip --name flowers    # then: compare --dataset flowers
 """
 
 from __future__ import annotations
@@ -88,7 +89,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", default=None, help="the store's file (default: $TRANSFERLAB_STORE, else data/cache)")
     r.add_argument("--csv", default=None, metavar="PATH", help="write a row per comparison and arm to PATH")
     r.add_argument("--histories", default=None, metavar="PATH", help="write every record (the curves) to PATH")
+    i = sub.add_parser("import", help="make a dataset of your own images: a zip or a folder, one folder per class")
+    i.add_argument(
+        "path", metavar="PATH", help="a .zip or a folder (one sub-folder per class, optionally in train/, test/)"
+    )
+    i.add_argument("--name", required=True, help="the dataset's name, for --dataset (letters, digits, - and _)")
+    i.add_argument("--replace", action="store_true", help="replace an imported dataset of the same name")
+
+    rm = sub.add_parser("remove", help="delete an imported dataset")
+    rm.add_argument("name", metavar="NAME")
     return parser
+
+
+def cmd_import(args) -> None:
+    from .imports import import_images
+
+    print(import_images(args.path, args.name, replace=args.replace).summary())
+    print(f"use it: python -m transferlab compare --dataset {args.name}")
+
+
+def cmd_remove(args) -> None:
+    from .imports import delete_imported
+
+    delete_imported(args.name)
+    print(f"removed the imported dataset {args.name!r}")
 
 
 def cmd_runs(args) -> None:
@@ -199,10 +223,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         commands = {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict}
-        commands |= {"compare": cmd_compare, "runs": cmd_runs}
+        commands |= {"compare": cmd_compare, "runs": cmd_runs, "import": cmd_import, "remove": cmd_remove}
         commands[args.command](args)
     except TransferlabError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a disk full, a folder it may not write: one line, not a traceback
+        print(f"error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

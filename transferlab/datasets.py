@@ -23,6 +23,7 @@ import torch
 
 from ._paths import data_dir
 from .errors import ConfigError, Unavailable
+from .imports import imported_path, list_imported, load_imported, read_manifest
 
 __all__ = [
     "ImageDataset",
@@ -132,9 +133,10 @@ def register_dataset(name: str, description: str, missing: Callable[[], str | No
     return decorate
 
 
-def list_datasets(include_test: bool = False) -> list[str]:
-    """Registered dataset names, sorted."""
-    return sorted(n for n, entry in _REGISTRY.items() if include_test or not entry[3])
+def list_datasets(include_test: bool = False, imported: bool = True) -> list[str]:
+    """Registered dataset names, sorted, then the shared imported sets (`python -m transferlab import`)."""
+    names = sorted(n for n, entry in _REGISTRY.items() if include_test or not entry[3])
+    return names + (list_imported() if imported else [])
 
 
 def describe_dataset(name: str) -> str:
@@ -155,6 +157,8 @@ def load_dataset(name: str, root: str | Path | None = None) -> ImageDataset:
         root: for `image_folder`, the folder of class sub-folders (or of train/ and test/).
     """
     _entry(name)
+    if name not in _REGISTRY:  # an imported set, cached by when it was written: a re-import is reloaded
+        return _load_cached(name, str(read_manifest(imported_path(name))["created"]))
     return _load_cached(name, None if root is None else str(Path(root).expanduser().resolve()))
 
 
@@ -165,9 +169,18 @@ def _load_cached(name: str, root: str | None) -> ImageDataset:
 
 
 def _entry(name: str):
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(list_datasets(True))}")
-    return _REGISTRY[name]
+    """(description, loader, missing, test_only) of a registered dataset or an imported set."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if path := imported_path(name):
+        m = read_manifest(path)
+        train, test = sum(m["train"].values()), sum(m["test"].values())
+        about = f"imported images: {len(m['classes'])} classes, {train} training and {test} test images"
+        return (about, lambda: load_imported(name), lambda: None, False)
+    raise ConfigError(
+        f"unknown dataset {name!r}; choose one of {', '.join(list_datasets(True))}, or import your images "
+        "(python -m transferlab import)"
+    )
 
 
 def _split_fixed(images, labels, test_per_class: int):

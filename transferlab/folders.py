@@ -17,18 +17,34 @@ import torch
 
 from .datasets import FOLDER_IMAGE_SIZE, IMAGE_SUFFIXES, ImageDataset, _split_fixed
 from .errors import ConfigError
+from .transforms import fit_square
 
-__all__ = ["load_image", "load_image_folder"]
+__all__ = ["load_image", "load_image_folder", "to_rgb"]
+
+
+def to_rgb(im):
+    """A Pillow image in any mode -> RGB as a viewer shows it: EXIF rotation applied, 16-bit and
+    float images scaled to 8 bits (not clipped), transparency laid on white, CMYK and palettes converted."""
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
+        im = Image.fromarray((a.clip(0, top) * (255.0 / top)).round().astype(np.uint8))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return im.convert("RGB")
 
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """One image file -> (3, size, size) uint8: shorter side resized to `size`, centre-cropped."""
-    from PIL import Image, ImageOps
+    """One image file -> (3, size, size) uint8: the centred square, resized (`fit_square`)."""
+    from PIL import Image
 
     with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        im = ImageOps.fit(im, (size, size), method=Image.Resampling.BILINEAR)
-        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+        rgb = torch.from_numpy(np.asarray(to_rgb(im)).copy()).permute(2, 0, 1)
+    return fit_square(rgb, size)
 
 
 def _read_class_folders(folder: Path, classes: tuple[str, ...] | None, size: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_batch", "to_model_input"]
+__all__ = ["augment_batch", "fit_square", "to_model_input"]
 
 
 def to_model_input(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
@@ -18,6 +18,20 @@ def to_model_input(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
     mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (C, H, W) of any size -> uint8 (C, size, size): the centred square, resized.
+
+    How a photo becomes a dataset image (`folders.load_image`) and, inside an exported model, how
+    an image of any size reaches the network: one function, so the two cannot drift apart.
+    """
+    h, w = image.shape[-2], image.shape[-1]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    x = image[:, top : top + side, left : left + side].unsqueeze(0).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).squeeze(0).to(torch.uint8)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
