@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from transferlab.__main__ import main
@@ -145,3 +146,15 @@ def test_runs_lists_the_store_and_exports_csv(tmp_path, tiny, capsys):
     assert len(pd.read_csv(tmp_path / "h.csv")) == 2 * (2 * tiny.epochs + 1)  # train and val per epoch, test
     assert main(["runs", "--store", str(store.path), "--csv", str(tmp_path / "no" / "such" / "folder.csv")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_compare_exports_the_finetune_model_and_refuses_a_bad_name_before_training(tmp_path, capsys):
+    import onnxruntime as ort
+
+    argv = ["compare", "--dataset", "test_blobs", "--backbone", "test_tiny", "--per-class", "8", "--steps", "4", "--freeze-depth", "1"]
+    assert main([*argv, "--export", str(tmp_path / "model.h5")]) == 2
+    assert ".onnx, .torchscript or .pt" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert main([*argv, "--export", str(tmp_path / "model.onnx")]) == 0
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    probabilities = session.run(None, {"image": np.zeros((40, 70, 3), np.uint8)})[0]
+    assert probabilities.shape == (len(json.loads(session.get_modelmeta().custom_metadata_map["classes"])),)

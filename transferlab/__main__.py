@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: bfloat16 where the hardware is fast at it; fp32: the same numbers on every CPU",
     )
     c.add_argument("--arms", default="finetune,scratch", help="comma-separated: finetune, scratch, probe")
+    c.add_argument(
+        "--export",
+        metavar="PATH",
+        help="save the fine-tuned model: .onnx, .torchscript, or .pt (a checkpoint for load_model)",
+    )
     c.add_argument("--json", action="store_true", help="print a JSON result on stdout (progress goes to stderr)")
 
     r = sub.add_parser("runs", help="list the comparisons in the run store, or export them as CSV")
@@ -170,6 +175,7 @@ def cmd_compare(args) -> None:
     from .callbacks import Printer
     from .comparison import compare
     from .config import ExperimentConfig
+    from .errors import ConfigError
 
     config = ExperimentConfig(
         dataset=args.dataset,
@@ -188,7 +194,17 @@ def cmd_compare(args) -> None:
         device=args.device,
         precision=args.precision,
     )
+    if args.export:  # a bad name is said before the training, not after it
+        from .export import export_format
+
+        export_format(args.export)
+        if "finetune" not in args.arms.split(","):
+            raise ConfigError("--export saves the finetune arm: include it in --arms")
     result = compare(config, arms=args.arms.split(","), callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
+    if args.export:
+        from .export import export_model
+
+        print(f"saved the finetune model to {export_model(result, args.export)}", file=sys.stderr)
     if args.json:
         rows = result.table.set_index("arm").to_dict(orient="index")
         out = {"config": asdict(config), "device": result.table.device[0], "arms": rows, "verdict": result.verdict()}

@@ -8,7 +8,9 @@ import torch.nn.functional as F
 __all__ = ["augment_batch", "fit_square", "to_model_input"]
 
 
-def to_model_input(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
+def to_model_input(
+    images: torch.Tensor, size: int, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> torch.Tensor:
     """uint8 (B, C, H, W) -> normalised float (B, 3, size, size) on the same device."""
     x = images.float().div_(255)
     if x.shape[1] == 1:
@@ -27,9 +29,12 @@ def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
     an image of any size reaches the network: one function, so the two cannot drift apart.
     """
     h, w = image.shape[-2], image.shape[-1]
-    side = min(h, w)
+    if torch.jit.is_scripting():  # TorchScript export
+        side = min(h, w)
+    else:  # sym_min stays symbolic when the model is exported to ONNX for images of any size
+        side = torch.sym_min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    x = image[:, top : top + side, left : left + side].unsqueeze(0).float()
+    x = image.narrow(-2, top, side).narrow(-1, left, side).unsqueeze(0).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.round().clamp(0, 255).squeeze(0).to(torch.uint8)
 

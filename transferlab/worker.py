@@ -86,6 +86,17 @@ def _warm(spec: str | None) -> None:
         create_backbone(backbone, 10)
 
 
+def _keep(result, key: str) -> None:
+    """Keep the finetune arm's network on disk so that the page can offer it for download."""
+    from .export import keep_model
+
+    if hasattr(result, "runs"):  # not the tests' stand-in runners
+        try:
+            keep_model(result, key)
+        except OSError as error:  # a full disk costs the download, not the comparison
+            log.warning("could not keep the model of %s: %s", key, error)
+
+
 def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = None) -> None:
     """Train the jobs that arrive on `conn`, one at a time, until the server goes away."""
     jobs: queue.Queue = queue.Queue()
@@ -105,7 +116,7 @@ def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = N
 
     threading.Thread(target=listen, name="transferlab-worker-listen", daemon=True).start()
     from .errors import TransferlabError
-    from .outcome import Outcome
+    from .outcome import Outcome, comparison_key
 
     runner = _runner(runner_spec)
     _warm(warm)
@@ -117,6 +128,7 @@ def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = N
             conn.send(("phase", job_id, "loading data and models"))
             result = runner(config, arms, callbacks=[_sink(conn, job_id)], stop=stop, max_work=max_work)
             message = ("done", job_id, Outcome.of(result, elapsed=time.perf_counter() - started))
+            _keep(result, comparison_key(config, tuple(arms)))
         except TransferlabError as error:  # bad settings, missing data, a diverged loss: the message says what to do
             message = ("failed", job_id, str(error))
         except Exception as error:  # a bug, or out of memory: say what, keep serving
