@@ -30,6 +30,7 @@ from dashboard.controls import (
 from dashboard.live import live_ui
 from dashboard.results import history_ui, result_ui
 from dashboard.server import job_queue, max_work, run_store, session_id
+from dashboard.uploads import UPLOAD, dataset_label, report_ui, upload_ui
 from transferlab import ExperimentConfig, device_name, get_spec, pick_device
 from transferlab.jobs import Job
 
@@ -46,7 +47,7 @@ def dashboard() -> None:
     defaults = defaults_for(dev) | given
 
     with st.sidebar:
-        source = source_ui(given, ignored)
+        source = source_ui(given, ignored, sid)
         advanced = advanced_ui(source["backbone"], defaults, ignored)
         st.divider()
         st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} comparison(s) running or waiting.")
@@ -57,10 +58,15 @@ def dashboard() -> None:
     st.title("Does a pretrained network learn faster?")
     st.markdown(
         f"**finetune**: {spec.name} with its {spec.pretrained_on} weights, the first k blocks frozen. "
-        f"**scratch**: the same network from random weights, all of it trained. Same {source['dataset']} "
-        "images, same test split."
+        "**scratch**: the same network from random weights, all of it trained. "
+        f"Same {dataset_label(source['dataset'])} images, same test split."
     )
-    problems, facts = check_sources(**source)
+    if source["dataset"] == UPLOAD:
+        upload_ui(sid)
+        history_ui(store, sid)
+        return
+    report_ui(source["dataset"])
+    problems, facts = check_sources(**source, sid=sid)
     num_classes = len(facts["classes"]) if facts else 10
     experiment, run_area = experiment_ui(source["backbone"], num_classes, defaults, ignored)
     config = ExperimentConfig(

@@ -45,7 +45,7 @@ def queue_ui(jobs: list[Job]) -> None:
             "place": job.position,
             "status": job.status,
             "backbone": job.config.backbone,
-            "dataset": job.config.dataset,
+            "dataset": "(someone's own images)" if "/" in job.config.dataset else job.config.dataset,
             "settings": setting(job.config),
             "progress": job.progress,
             "sessions": len(job.owners),
@@ -122,13 +122,14 @@ def map_figure(pair: str, ids: tuple[int, ...], _points: pd.DataFrame):
 def live_board(queue: JobQueue, store: RunStore) -> None:
     jobs = queue.jobs()
     runs = store.comparisons(limit=200)
+    runs = runs[~runs.dataset.str.contains("/", regex=False)]  # a session's own images are its own
     left, right = st.columns([5, 6], gap="medium")
     with left:
         queue_ui(jobs)
         verdicts_ui(runs)
     with right:
         map_ui(runs)
-    curves_ui([job for job in jobs if job.status == "running"], runs, store)
+    curves_ui([job for job in jobs if job.status == "running" and "/" not in job.config.dataset], runs, store)
 
 
 def page(queue: JobQueue, store: RunStore) -> None:

@@ -11,6 +11,8 @@ import streamlit as st
 import torch
 from streamlit.delta_generator import DeltaGenerator
 
+from dashboard.server import shared_server
+from dashboard.uploads import UPLOAD, dataset_label, delete_ui, own_datasets, select_pending_upload
 from transferlab import (
     ConfigError,
     ExperimentConfig,
@@ -26,8 +28,10 @@ from transferlab import (
     plan,
     plots,
 )
+from transferlab._paths import data_dir
 from transferlab.config import DEFAULT_STEPS
 from transferlab.datasets import describe_dataset
+from transferlab.imports import imported_path, read_manifest
 from transferlab.splits import val_count
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
@@ -50,7 +54,7 @@ def freeze_summary(backbone: str, k: int, num_classes: int) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Loading the dataset...")
-def dataset_facts(name: str, root: str | None) -> dict:
+def dataset_facts(name: str, root: str | None, version: float | None = None) -> dict:
     """What the menus and checks need to know about a dataset (loading it once per server)."""
     ds = load_dataset(name, root=root)
     return {
@@ -82,7 +86,13 @@ def choose(options: list, given, fallback, name: str, ignored: list[str]):
 # --- widgets: each *_ui() draws and returns plain values -----------------------------------
 
 
-def source_ui(given: dict, ignored: list[str]) -> dict:
+def menu_label(name: str) -> str:
+    if name == UPLOAD or "/" in name:
+        return dataset_label(name)
+    return name if name == "image_folder" or dataset_status(name)[0] else f"{name} (not available here)"
+
+
+def source_ui(given: dict, ignored: list[str], sid: str) -> dict:
     """Backbone and dataset menus (sidebar). Unavailable entries stay listed, marked, with the reason."""
     st.header("Network and data")
     backbones = list_backbones(include_test=show_test_entries())
@@ -96,22 +106,26 @@ def source_ui(given: dict, ignored: list[str]) -> dict:
     spec = get_spec(backbone)
     st.caption(f"{spec.description}. Pretrained on {spec.pretrained_on}.")
 
-    datasets = list_datasets(include_test=show_test_entries())
+    datasets = list_datasets(include_test=show_test_entries()) + own_datasets(sid) + [UPLOAD]
+    select_pending_upload()
     dataset = st.selectbox(
         "Dataset",
         datasets,
         index=datasets.index(choose(datasets, given.get("dataset"), DEFAULT_DATASET, "dataset", ignored)),
-        format_func=lambda n: n if n == "image_folder" or dataset_status(n)[0] else f"{n} (not available here)",
+        format_func=menu_label,
         key="dataset",
     )
-    st.caption(describe_dataset(dataset))
     root = None
+    if dataset != UPLOAD:
+        st.caption(describe_dataset(dataset))
+        delete_ui(dataset)
     if dataset == "image_folder":
+        where = f"a folder inside {data_dir()} on the server" if shared_server() else "a folder on this computer"
         root = st.text_input(
             "Folder of your photos",
             key="root",
             placeholder="/path/to/photos",
-            help="One sub-folder of images per class (optionally inside train/ and test/).",
+            help=f"One sub-folder of images per class (optionally inside train/ and test/): {where}.",
         ).strip()
     return {"backbone": backbone, "dataset": dataset, "root": root or None}
 
@@ -231,9 +245,11 @@ def experiment_ui(backbone: str, num_classes: int, defaults: dict, ignored: list
 # --- checks: settings that cannot work become an error that says what to do ---------------
 
 
-def check_sources(backbone: str, dataset: str, root: str | None) -> tuple[list[str], dict | None]:
+def check_sources(backbone: str, dataset: str, root: str | None, sid: str) -> tuple[list[str], dict | None]:
     """(problems, dataset facts or None)."""
     problems = []
+    if "/" in dataset and dataset.split("/", 1)[0] != sid:  # the menu offers only the session's own
+        return [f"{dataset} is not one of your datasets: upload your images (the last entry of the menu)."], None
     ok, why = backbone_status(backbone)
     if not ok:
         problems.append(
@@ -244,6 +260,12 @@ def check_sources(backbone: str, dataset: str, root: str | None) -> tuple[list[s
     if dataset == "image_folder":
         if root is None:
             problems.append("Type the path of a folder of your photos: one sub-folder of images per class.")
+            return problems, None
+        if shared_server() and not Path(root).expanduser().resolve().is_relative_to(data_dir().resolve()):
+            problems.append(
+                f"This server is shared, so it reads folders only inside its data directory ({data_dir()}): "
+                "upload your images instead (the last entry of the dataset menu)."
+            )
             return problems, None
         if not Path(root).expanduser().is_dir():
             problems.append(f"{root} is not a folder here: give a folder with one sub-folder of images per class.")
@@ -258,7 +280,8 @@ def check_sources(backbone: str, dataset: str, root: str | None) -> tuple[list[s
             )
             return problems, None
     try:
-        return problems, dataset_facts(dataset, root)
+        path = imported_path(dataset)  # an imported set is cached by when it was written
+        return problems, dataset_facts(dataset, root, read_manifest(path)["created"] if path else None)
     except TransferlabError as error:
         problems.append(str(error))
         return problems, None
@@ -275,7 +298,7 @@ def check_config(config: ExperimentConfig, facts: dict | None, cap: int) -> list
     if config.per_class is not None and config.per_class > usable:
         fits = max([s for s in SIZES if s != "all" and s <= usable], default=1)
         return [
-            f"{config.dataset} has only {usable} training images in its smallest class (after "
+            f"{dataset_label(config.dataset)} has only {usable} training images in its smallest class (after "
             f"{facts['smallest_class'] - usable} held out for validation): choose {fits} images per class "
             "or fewer, or 'all'."
         ]

@@ -12,8 +12,10 @@ import torch
 from dashboard.address import share_link
 from dashboard.controls import STEPS
 from dashboard.live import curves_ui, run_title, x_axis_ui
+from dashboard.uploads import dataset_label
 from transferlab import plots
 from transferlab.config import DEFAULT_STEPS
+from transferlab.export import kept_model, load_model
 from transferlab.jobs import FAILED, Job
 from transferlab.store import RunStore
 
@@ -48,6 +50,7 @@ def result_ui(job: Job, sid: str) -> None:
     curves_ui(job, x_axis_ui())
     if not outcome.stopped:
         details_ui(job)
+        take_away_ui(job)
 
 
 def longer_run_ui(job: Job) -> None:
@@ -62,6 +65,39 @@ def longer_run_ui(job: Job) -> None:
         st.session_state.run_now = True
 
     st.button(f"Run it again with {longer} steps", key=f"longer-{job.id}", on_click=run_longer)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def exported(path: str, version: float, suffix: str) -> bytes:
+    """The kept checkpoint at `path` as an ONNX or TorchScript file's bytes (once per server)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return load_model(path).export(Path(folder) / f"model{suffix}").read_bytes()
+
+
+def take_away_ui(job: Job) -> None:
+    """Download the fine-tuned network as ONNX or TorchScript, its preprocessing inside."""
+    if "finetune" not in job.outcome.arms:
+        return
+    st.markdown("#### Take the fine-tuned model away")
+    path = kept_model(job.outcome.key)
+    if path is None:
+        st.caption("This comparison's model is no longer kept on the server: run it again to download it.")
+        return
+    st.caption(
+        "It takes an RGB photo of any size as uint8 (height, width, 3) and returns the probability of each "
+        "class; the class names are in its metadata. The README shows how to run it with onnxruntime and Pillow."
+    )
+    c = job.config
+    stem = f"{dataset_label(c.dataset).split(' ')[0]}-{c.backbone}-k{c.freeze_depth}"
+    for col, (kind, suffix) in zip(st.columns(2), [("ONNX", ".onnx"), ("TorchScript", ".torchscript")]):
+        key = f"export-{job.outcome.key}{suffix}"
+        if key not in st.session_state and col.button(f"Prepare the {kind} file", key=f"prepare-{key}"):
+            with st.spinner(f"Exporting to {kind}..."):
+                st.session_state[key] = exported(str(path), path.stat().st_mtime, suffix)
+        if key in st.session_state:
+            col.download_button(
+                f"Download {stem}{suffix}", st.session_state[key], file_name=f"{stem}{suffix}", key=f"download-{key}"
+            )
 
 
 def details_ui(job: Job) -> None:

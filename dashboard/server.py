@@ -41,6 +41,15 @@ def job_queue() -> JobQueue:
     return JobQueue(store=run_store(), max_work=max_work(pick_device()), warm=WARM)
 
 
+LOCAL = ("127.0.0.1", "localhost", "::1")
+
+
+def shared_server() -> bool:
+    """Whether the server listens beyond this computer (`HOST=0.0.0.0 make app`, or no address
+    given): then a typed folder path is read only inside the kit's data directory."""
+    return st.get_option("server.address") not in LOCAL
+
+
 def session_id() -> str:
     """This browser session's id, kept in the address (`?sid=...`) so a reload keeps its history."""
     state = st.session_state

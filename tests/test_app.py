@@ -140,7 +140,8 @@ def test_an_unavailable_backbone_is_listed_marked_and_explained(app):
     assert app.button(key="run").disabled
 
 
-def test_image_folder_asks_for_a_folder_and_checks_it(app, tmp_path):
+def test_image_folder_asks_for_a_folder_and_checks_it(app, tmp_path, listening_on):
+    listening_on("127.0.0.1")  # make app's default: this computer only, so any folder may be typed
     app.selectbox(key="dataset").set_value("image_folder").run()
     assert any("Type the path of a folder" in e.value for e in app.error) and app.button(key="run").disabled
     app.text_input(key="root").input(str(tmp_path / "nowhere")).run()
@@ -347,3 +348,57 @@ def test_an_arm_still_improving_is_offered_a_longer_run(app, monkeypatch):
     assert longer is not job and longer.config.steps == 120  # four times the budget, on the steps slider
     assert app.select_slider(key="steps").value == 120
     assert longer.wait(120)
+
+
+@pytest.fixture
+def listening_on(monkeypatch):
+    """Set the address the server listens on, as `--server.address` would."""
+    import streamlit
+
+    def set_address(address):
+        get_option = streamlit.get_option
+        monkeypatch.setattr(
+            streamlit, "get_option", lambda name: address if name == "server.address" else get_option(name)
+        )
+
+    return set_address
+
+
+def test_a_shared_server_reads_typed_folders_only_inside_its_data_directory(app, tmp_path, listening_on, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
+    listening_on("0.0.0.0")
+    app.selectbox(key="dataset").set_value("image_folder").run()
+    app.text_input(key="root").input("/etc").run()
+    assert any("reads folders only inside its data directory" in e.value for e in app.error)
+    assert app.button(key="run").disabled
+    app.text_input(key="root").input(str(tmp_path / "data" / ".." / "..")).run()  # no climbing out either
+    assert any("reads folders only inside its data directory" in e.value for e in app.error)
+
+
+def test_the_upload_panel_and_a_sessions_own_sets(app, tmp_path, monkeypatch):
+    from tests.upload_corpus import two_classes, zip_of
+    from transferlab.imports import import_images, imported_path
+
+    monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
+    app.selectbox(key="dataset").set_value("upload your images").run()
+    assert "Your own images" in text(app) and app.button(key="import").disabled
+    assert not app.get("plotly_chart"), "no comparison controls until there is a dataset"
+
+    sid = app.session_state["sid"]
+    import_images(zip_of(two_classes(n=12)), "pets", owner=sid)  # what Import does with the zip
+    mine = open_page(sid=sid)
+    assert "pets (yours)" in mine.selectbox(key="dataset").options
+    mine.selectbox(key="dataset").set_value(f"{sid}/pets").run()
+    assert any("pets (yours) has only 8 training images" in e.value for e in mine.error)  # 10 asked
+    mine.select_slider(key="per_class").set_value(5).run()
+    assert not mine.exception and not mine.error, [e.value for e in mine.error]
+    assert not mine.button(key="run").disabled
+    assert "Same pets (yours) images" in text(mine)
+    other = open_page()
+    assert "pets (yours)" not in other.selectbox(key="dataset").options, "another session does not see it"
+    other = open_page(dataset=f"{sid}/pets")
+    assert other.selectbox(key="dataset").value != f"{sid}/pets"
+
+    mine.button(key="delete_dataset").click().run()
+    assert imported_path(f"{sid}/pets") is None
+    assert mine.selectbox(key="dataset").value == "upload your images"

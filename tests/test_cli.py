@@ -151,7 +151,19 @@ def test_runs_lists_the_store_and_exports_csv(tmp_path, tiny, capsys):
 def test_compare_exports_the_finetune_model_and_refuses_a_bad_name_before_training(tmp_path, capsys):
     import onnxruntime as ort
 
-    argv = ["compare", "--dataset", "test_blobs", "--backbone", "test_tiny", "--per-class", "8", "--steps", "4", "--freeze-depth", "1"]
+    argv = [
+        "compare",
+        "--dataset",
+        "test_blobs",
+        "--backbone",
+        "test_tiny",
+        "--per-class",
+        "8",
+        "--steps",
+        "4",
+        "--freeze-depth",
+        "1",
+    ]
     assert main([*argv, "--export", str(tmp_path / "model.h5")]) == 2
     assert ".onnx, .torchscript or .pt" in capsys.readouterr().err and not list(tmp_path.iterdir())
     assert main([*argv, "--export", str(tmp_path / "model.onnx")]) == 0
