@@ -67,13 +67,23 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server_data() -> Path:
+    """The server's run store and data directory: new, so nothing comes back already trained."""
+    return Path(tempfile.mkdtemp(prefix="transferlab-server-"))
+
+
+@pytest.fixture(scope="module")
+def server(server_data):
     """`streamlit run app.py` on a free port, stopped after the tests."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's Chromium is missing: apt-get install chromium (make setup does it as root)")
     port = free_port()
-    store = tempfile.mkdtemp(prefix="transferlab-store-")  # a new store: nothing comes back already trained
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TRANSFERLAB_STORE=f"{store}/runs.sqlite")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        TRANSFERLAB_STORE=str(server_data / "runs.sqlite"),
+        TRANSFERLAB_DATA=str(server_data),
+    )
     if Path(TCMALLOC).exists() and "tcmalloc" not in env.get("LD_PRELOAD", ""):
         env["LD_PRELOAD"] = TCMALLOC
     ARTIFACTS.mkdir(exist_ok=True)
@@ -317,3 +327,59 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
     }
     (ARTIFACTS / "classroom.json").write_text(json.dumps(figures, indent=2))
     print(figures)
+
+
+def test_uploaded_photos_train_and_the_downloaded_model_agrees_with_the_engine(page, server_data, tmp_path):
+    """A learner's own photos, zipped, through the browser: imported, shown, trained on, and the
+    fine-tuned model downloaded as ONNX, which gives the engine's probabilities on a photo."""
+    import zipfile
+
+    import numpy as np
+    import onnxruntime as ort
+    from playwright.sync_api import expect
+    from skimage import data as photos
+
+    from tests.test_export import crops
+    from transferlab.export import load_model
+
+    rng = np.random.default_rng(0)
+    archive = tmp_path / "my-photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, photo in {"cat": photos.chelsea(), "coffee": photos.coffee(), "rocket": photos.rocket()}.items():
+            for file, data in crops(photo, 10, rng):
+                z.writestr(f"my-photos/{name}/{file}", data)
+    expect(page.get_by_text("Does a pretrained network learn faster?")).to_be_visible(timeout=PAGE_LOAD_S * 1000)
+    page.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
+    page.get_by_role("option", name="Upload your own images...").click()
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(archive))
+    name = page.get_by_label("Name of the dataset")
+    name.fill("my-photos")
+    name.press("Enter")
+    import_button = page.get_by_role("button", name="Import", exact=True)
+    expect(import_button).to_be_enabled()
+    import_button.click()
+    expect(page.get_by_text("3 classes, 24 training images and 6 test images")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("cell", name="coffee")).to_be_visible()
+
+    # Train on them (5 per class, 15 steps) from the address, which names the session's own set.
+    page.goto(page.url.split("&n=")[0] + "&n=5&steps=15&k=5&run=1")
+    expect(page.get_by_text("wins:")).to_be_visible(timeout=RUN_S * 1000)
+    page.get_by_role("button", name="Prepare the ONNX file").click()
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Download my-photos-efficientnet_lite0-k5.onnx").click()
+    model = tmp_path / "model.onnx"
+    download.value.save_as(model)
+
+    session = ort.InferenceSession(str(model))
+    kept = load_model(next(server_data.glob("models/*.pt")))
+    assert kept.classes == ("cat", "coffee", "rocket")
+    for photo in (photos.chelsea(), photos.coffee()[:300], photos.rocket()):
+        exported = session.run(None, {"image": np.ascontiguousarray(photo)})[0]
+        assert np.abs(exported - kept.deployable()(torch_of(photo)).detach().numpy()).max() < 1e-4
+
+
+def torch_of(photo):
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(photo))
