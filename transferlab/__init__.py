@@ -38,6 +38,7 @@ _EXPORTS = {
         "stratified_indices",
     ],
     "device": ["device_name", "pick_device"],
+    "transfermap": ["Grid", "run_sweep"],
     "errors": ["ConfigError", "StopTraining", "TrainingDiverged", "TransferlabError", "Unavailable"],
     "export": ["Classifier", "export_model", "load_model"],
     "features": ["feature_cache"],

@@ -1,4 +1,4 @@
-"""Command line: `python -m transferlab {backbones,datasets,predict,compare,runs,import,remove,export}`.
+"""Command line: `python -m transferlab {backbones,datasets,predict,compare,sweep,runs,import,remove}`.
 
     python -m transferlab compare --dataset fashion_mnist --backbone efficientnet_lite0 \\
         --per-class 10 --freeze-depth 4 --seed 0
@@ -94,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", default=None, help="the store's file (default: $TRANSFERLAB_STORE, else data/cache)")
     r.add_argument("--csv", default=None, metavar="PATH", help="write a row per comparison and arm to PATH")
     r.add_argument("--histories", default=None, metavar="PATH", help="write every record (the curves) to PATH")
+    w = sub.add_parser("sweep", help="the transfer map: freeze depth x images per class x seed, resumable")
+    w.add_argument("--dataset", default=d.dataset)
+    w.add_argument("--backbone", default=d.backbone, help="one, or several comma-separated")
+    w.add_argument("--depths", default="0-9", help="freeze depths: 0-9, or 0,4,8")
+    w.add_argument("--sizes", default="1,5,10,50,100", help="images per class, comma-separated ('all' too)")
+    w.add_argument("--seeds", default="0", help="seeds: 0, or 0-2, or 0,1,2")
+    w.add_argument("--lr", default=str(d.lr), help="one learning rate, or several comma-separated")
+    w.add_argument("--steps", type=int, default=None, help=f"budget per run (default {DEFAULT_STEPS})")
+    w.add_argument("--arms", default="finetune,scratch")
+    w.add_argument("--backend", choices=("inprocess", "processes", "ray"), default="inprocess")
+    w.add_argument("--workers", type=int, default=None, help="processes (or Ray tasks) at once")
+    w.add_argument("--address", default=None, help="a Ray cluster's address (default: a local Ray instance)")
+    w.add_argument("--store", default=None, help="the run store's file (default: $TRANSFERLAB_STORE, else data/cache)")
+    w.add_argument("--csv", default=None, metavar="PATH", help="write the table (a row per cell and arm) to PATH")
+
     i = sub.add_parser("import", help="make a dataset of your own images: a zip or a folder, one folder per class")
     i.add_argument(
         "path", metavar="PATH", help="a .zip or a folder (one sub-folder per class, optionally in train/, test/)"
@@ -104,6 +119,46 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("remove", help="delete an imported dataset")
     rm.add_argument("name", metavar="NAME")
     return parser
+
+
+def _ints(text: str) -> list[int]:
+    """'0-9' or '0,4,8' -> a list of ints."""
+    try:
+        if "-" in text:
+            first, last = text.split("-")
+            return list(range(int(first), int(last) + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers like 0-9 or 0,4,8") from None
+
+
+def cmd_sweep(args) -> None:
+    from .config import ExperimentConfig
+    from .store import RunStore
+    from .transfermap import Grid, run_sweep
+
+    try:
+        grid = Grid(
+            base=ExperimentConfig(dataset=args.dataset, steps=args.steps),
+            freeze_depth=_ints(args.depths),
+            per_class=[_per_class(v) for v in args.sizes.split(",")],
+            seed=_ints(args.seeds),
+            backbone=args.backbone.split(","),
+            lr=[float(v) for v in args.lr.split(",")],
+            arms=args.arms.split(","),
+        )
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    store = RunStore(args.store)
+    table = run_sweep(grid, store, backend=args.backend, workers=args.workers, address=args.address)
+    print(f"{len(table)} rows; {int(table.from_store.sum())} from {store.path}, the rest trained now")
+    if table.gap.notna().any():
+        gap = table[table.arm == "finetune"].pivot_table(index="freeze_depth", columns="per_class", values="gap")
+        print("finetune minus scratch, test accuracy points (mean over seeds), freeze depth x images per class:")
+        print((gap * 100).round(1).to_string())
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
 
 
 def cmd_import(args) -> None:
@@ -240,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict}
         commands |= {"compare": cmd_compare, "runs": cmd_runs, "import": cmd_import, "remove": cmd_remove}
+        commands["sweep"] = cmd_sweep
         commands[args.command](args)
     except TransferlabError as error:
         print(f"error: {error}", file=sys.stderr)
