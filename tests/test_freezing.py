@@ -60,3 +60,16 @@ def test_unfrozen_batchnorm_statistics_drift_when_asked():
 def test_freeze_depth_out_of_range_names_the_range():
     with pytest.raises(ConfigError, match="0 .* to 3"):
         freeze_to(create_backbone("test_tiny", 4), 4)
+
+
+def test_block_change_is_zero_for_frozen_blocks_and_drawn_as_frozen(tiny):
+    from transferlab import compare, plots
+
+    result = compare(tiny, arms=["finetune", "scratch"])
+    table = result.table.set_index("arm")
+    blocks = [c for c in table.columns if c.startswith("change:")]
+    assert blocks == ["change:block1", "change:block2", "change:block3", "change:head"]
+    assert table.loc["finetune", "change:block1"] == 0, "block 1 is frozen at k = 1: it did not move"
+    assert (table.loc["finetune", blocks[1:]] > 0).all() and (table.loc["scratch", blocks] > 0).all()
+    fig = plots.weight_change(result.table)
+    assert fig.data[0].text[0] == "frozen" and fig.data[1].text[0] != "frozen"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import torch
 
 from .backbones import BlockNet
 from .errors import ConfigError
 
-__all__ = ["freeze_to", "trainable_summary"]
+__all__ = ["block_change", "freeze_to", "trainable_summary", "weight_snapshot"]
 
 
 def freeze_to(model: BlockNet, k: int, freeze_bn_stats: bool = True) -> pd.DataFrame:
@@ -46,3 +47,24 @@ def trainable_summary(model: BlockNet) -> pd.DataFrame:
         for name, m in [*model.blocks.items(), ("head", model.head)]
     ]
     return pd.DataFrame(rows)
+
+
+def weight_snapshot(model: BlockNet) -> dict[str, torch.Tensor]:
+    """Each block's (and the head's) parameters as one flat CPU vector: where training starts."""
+    parts = {**model.blocks, "head": model.head}
+    return {name: _flat(part) for name, part in parts.items()}
+
+
+def block_change(model: BlockNet, start: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each block's relative weight change since `start`: ||w - w0|| / ||w0|| (0 for a frozen block).
+
+    For a fine-tuned network `start` is the pretrained weights (and the new head's initial ones),
+    for scratch the random initial weights: the learner sees which blocks training moved.
+    """
+    now = weight_snapshot(model)
+    return {name: float((now[name] - w0).norm() / w0.norm().clamp_min(1e-12)) for name, w0 in start.items()}
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    params = [p.detach().float().flatten().cpu() for p in module.parameters()]
+    return torch.cat(params) if params else torch.zeros(1)

@@ -23,7 +23,7 @@ from .config import Arm, ExperimentConfig, Plan, plan
 from .device import autocast, bf16_passes, device_name
 from .errors import TrainingDiverged
 from .features import Inputs
-from .freezing import freeze_to
+from .freezing import block_change, freeze_to, weight_snapshot
 from .splits import ExperimentData
 
 __all__ = ["Run"]
@@ -46,6 +46,7 @@ class Run:
         self.plan: Plan = plan(config, len(data.train_labels)).scaled(arm.budget_mult)
         self.model = build_model(config, arm, data.dataset.num_classes, device)
         self.summary = freeze_to(self.model, self.k, config.freeze_bn_stats)
+        self.start_weights = weight_snapshot(self.model)  # for `block_change` at the end
         self.bf16_train, bf16_infer = bf16_passes(device, config.precision)
         self.model.to(memory_format=torch.channels_last)
         self.inputs = Inputs(self.model, self.k, data, config, bf16_infer)
@@ -181,6 +182,8 @@ class Run:
             "cached_features": self.inputs.cached,
             "bf16": "all" if self.bf16_train else "prefix+eval" if self.inputs.bf16 else "no",
             "device": device_name(self.device),
+            # Each block's relative weight change over the run, "change:<block>" (plots.weight_change).
+            **{f"change:{name}": v for name, v in block_change(self.model, self.start_weights).items()},
         }
 
 

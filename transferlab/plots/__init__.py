@@ -26,6 +26,7 @@ from .pictures import (
     misclassified_grid,
     per_class_accuracy,
     prediction_bars,
+    weight_change,
 )
 from .style import ARM_COLOURS, AXIS_TITLES
 
@@ -49,4 +50,5 @@ __all__ = [
     "train_test_gap",
     "transfer_map",
     "transfer_points",
+    "weight_change",
 ]

@@ -103,8 +103,10 @@ def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minu
 
     `table` has columns freeze_depth, per_class and gap (averaged over seeds when repeated).
     """
-    grid = table.groupby(["freeze_depth", "per_class"]).gap.mean().unstack("per_class")
-    limit = float(np.nanmax(np.abs(grid.values))) or 1.0
+    cells = table.drop_duplicates(["freeze_depth", "per_class", *(["seed"] if "seed" in table else [])])
+    grouped = cells.groupby(["freeze_depth", "per_class"]).gap
+    grid, spread = grouped.mean().unstack("per_class"), grouped.std().unstack("per_class")
+    limit = float(np.nanmax(np.abs(grid.values))) if np.isfinite(grid.values).any() else 1.0
     fig = go.Figure(
         go.Heatmap(
             z=grid.values,
@@ -115,7 +117,11 @@ def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minu
             zmax=limit,
             colorscale="RdBu",
             colorbar_title="gap",
-            text=np.vectorize(lambda v: f"{v * 100:+.0f}")(grid.values),
+            # The gap in points, and its spread (standard deviation) over seeds when there are several.
+            text=[
+                [_gap_text(v, d) for v, d in zip(row, spread_row)]
+                for row, spread_row in zip(grid.values, spread.reindex_like(grid).values)
+            ],
             texttemplate="%{text}",
         )
     )
@@ -123,6 +129,12 @@ def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minu
         title=title, xaxis_title=AXIS_TITLES["per_class"], yaxis_title=AXIS_TITLES["freeze_depth"], **LAYOUT
     )
     return fig
+
+
+def _gap_text(gap: float, spread: float) -> str:
+    if not np.isfinite(gap):
+        return ""
+    return f"{gap * 100:+.0f}" + (f" ±{spread * 100:.0f}" if np.isfinite(spread) else "")
 
 
 def transfer_points(table: pd.DataFrame, title: str = "Transfer map: fine-tune minus scratch") -> go.Figure:

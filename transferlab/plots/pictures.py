@@ -172,3 +172,30 @@ def embedding_scatter(points: np.ndarray, labels: np.ndarray, classes: Sequence[
         )
     fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **LAYOUT)
     return fig
+
+
+def weight_change(table: pd.DataFrame, title: str = "Where the network changed") -> go.Figure:
+    """Each block's relative weight change over a run (||w - w0|| / ||w0||), one group of bars per arm.
+
+    `table` is a result table (a row per arm with `freeze_depth` and `change:<block>` columns, as
+    `Run.row()` writes them). Frozen blocks did not move: they are labelled "frozen" at zero.
+    """
+    blocks = [c.split(":", 1)[1] for c in table.columns if c.startswith("change:")]
+    fig = go.Figure()
+    for i, row in enumerate(table.to_dict("records")):
+        values = [row[f"change:{b}"] for b in blocks]
+        frozen = [j < row["freeze_depth"] for j in range(len(blocks))]
+        fig.add_trace(
+            go.Bar(
+                name=row["arm"],
+                x=blocks,
+                y=[0 if f else v for v, f in zip(values, frozen)],
+                marker_color=_colour(row["arm"], i),
+                text=["frozen" if f else f"{v:.0%}" if v >= 0.01 else f"{v:.1%}" for v, f in zip(values, frozen)],
+                textposition="outside",
+                cliponaxis=False,
+            )
+        )
+    fig.update_layout(title=title, barmode="group", **LAYOUT)
+    fig.update_yaxes(title="relative weight change", tickformat=".0%", rangemode="tozero")
+    return fig
