@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import board
+from dashboard import board, transfer_map
 from dashboard.address import run_requested, settings_from_address, show_in_address
 from dashboard.controls import (
     advanced_ui,
@@ -51,6 +51,7 @@ def dashboard() -> None:
         advanced = advanced_ui(source["backbone"], defaults, ignored)
         st.divider()
         st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} comparison(s) running or waiting.")
+        st.markdown(f"[Transfer map: a grid of comparisons](?view=map&sid={sid})")
         st.markdown("[Class board: every comparison on this server](?view=board)")
 
     spec = get_spec(source["backbone"])
@@ -110,6 +111,8 @@ def main() -> None:
     st.set_page_config(page_title="transferlab", layout="wide")
     if st.query_params.get("view") == "board":
         board.page(job_queue(), run_store())
+    elif st.query_params.get("view") == "map":
+        transfer_map.page(job_queue(), session_id())
     else:
         dashboard()
 

@@ -103,7 +103,9 @@ def take_away_ui(job: Job) -> None:
 def details_ui(job: Job) -> None:
     outcome = job.outcome
     labels, classes, predictions = outcome.labels, outcome.classes, outcome.predictions
-    per_class, confusion, mistakes = st.tabs(["Accuracy per class", "Confusion matrices", "Mistakes"])
+    per_class, confusion, mistakes, changed = st.tabs(
+        ["Accuracy per class", "Confusion matrices", "Mistakes", "Where the network changed"]
+    )
     with per_class:
         fig = plots.per_class_accuracy(labels, predictions, classes)
         st.plotly_chart(fig, theme=None, key=f"job{job.id}-per-class")
@@ -117,6 +119,13 @@ def details_ui(job: Job) -> None:
             title = f"{arm}: test images it gets wrong"
             fig = plots.misclassified_grid(torch.from_numpy(images), truth, preds, classes, title=title)
             st.plotly_chart(fig, theme=None, key=f"job{job.id}-mistakes-{arm}")
+    with changed:
+        if any(c.startswith("change:") for c in outcome.table.columns):  # older stored runs lack it
+            st.caption(
+                "How far each block's weights moved during training, relative to where they started (the "
+                "pretrained weights for finetune, random ones for scratch). Frozen blocks did not move."
+            )
+            st.plotly_chart(plots.weight_change(outcome.table), theme=None, key=f"job{job.id}-changed")
 
 
 HISTORY_COLUMNS = {

@@ -170,6 +170,8 @@ def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
     # The details: per-class accuracy, a confusion matrix and the mistakes of each arm.
     assert [t["name"] for t in chart(app, f"job{job.id}-per-class")["data"]] == ["finetune", "scratch"]
     assert chart(app, f"job{job.id}-confusion-scratch")["data"][0]["type"] == "heatmap"
+    changed = chart(app, f"job{job.id}-changed")["data"]  # where the network changed: k = 1, block 1 frozen
+    assert [t["name"] for t in changed] == ["finetune", "scratch"] and changed[0]["text"][0] == "frozen"
     mistakes = chart(app, f"job{job.id}-mistakes-finetune")["layout"]["title"]["text"]
     assert mistakes == "finetune: test images it gets wrong"
     # The switch to seconds redraws the axis; the Run button is back.
@@ -402,3 +404,31 @@ def test_the_upload_panel_and_a_sessions_own_sets(app, tmp_path, monkeypatch):
     mine.button(key="delete_dataset").click().run()
     assert imported_path(f"{sid}/pets") is None
     assert mine.selectbox(key="dataset").value == "upload your images"
+
+
+def test_the_transfer_map_fills_from_the_queue_and_the_store():
+    at = open_page(view="map")
+    at.selectbox(key="map_backbone").set_value("test_tiny").run()
+    at.selectbox(key="map_dataset").set_value("test_blobs").run()
+    at.multiselect(key="map_sizes").set_value([2, 5]).run()
+    at.select_slider(key="map_steps").set_value(15).run()
+    assert "8 cells, 10 runs of 15 steps each." in "\n".join(c.value for c in at.caption)
+    at.button(key="map_run").click().run()
+    grid, jobs = at.session_state["map"]
+    assert len(jobs) == 10 and all(job.wait(120) for job in jobs.values())
+    at.run()
+    assert not at.exception
+    heatmap = chart(at, "map-heatmap")["data"][0]
+    assert heatmap["type"] == "heatmap" and heatmap["z"]["shape"] == "4, 2", "freeze depths 0..3 x 2 sizes"
+    assert all(text for row in heatmap["text"] for text in row), "every cell filled"
+    efficiency = chart(at, "map-efficiency")
+    assert {trace["name"] for trace in efficiency["data"]} == {"finetune", "scratch", "pixels"}
+    assert chart(at, "map-cell-curves")["data"]
+
+    again = open_page(view="map")  # another session, the same grid: every unit comes from the store
+    again.selectbox(key="map_backbone").set_value("test_tiny").run()
+    again.selectbox(key="map_dataset").set_value("test_blobs").run()
+    again.multiselect(key="map_sizes").set_value([2, 5]).run()
+    again.select_slider(key="map_steps").set_value(15).run()
+    again.button(key="map_run").click().run()
+    assert "10 of 10 runs finished (10 from the run store)" in str(again.get("progress")[0].proto.text)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .outcome import Outcome, comparison_key
 from .store import RunStore
 
-__all__ = ["BACKENDS", "Grid", "Unit", "run_sweep"]
+__all__ = ["BACKENDS", "Grid", "Unit", "map_table", "run_sweep"]
 
 BACKENDS = ("inprocess", "processes", "ray")
 
@@ -213,15 +213,19 @@ def _on_ray(todo: list[Unit], workers: int | None, address: str | None) -> Itera
 
 
 def _table(grid: Grid, store: RunStore, found: dict[str, tuple[int, bool]]) -> pd.DataFrame:
-    rows, loaded = [], {}
+    loaded = {stored: store.load(stored).table for stored, _ in set(found.values())}
+    return map_table(grid, {key: (loaded[stored], stored, from_store) for key, (stored, from_store) in found.items()})
+
+
+def map_table(grid: Grid, finished: Mapping[str, tuple[pd.DataFrame, int | None, bool]]) -> pd.DataFrame:
+    """The sweep's tidy table from the units finished so far: {unit key: (its result table, its id in
+    the store, whether it came from the store)}. A cell with a unit still missing has NaN there."""
+    rows = []
     for cell in grid.cells():
         cell_rows = []
         for arm in grid.arms:
-            key = grid.unit(cell, arm).key
-            stored, from_store = found[key]
-            if stored not in loaded:
-                loaded[stored] = store.load(stored).table.set_index("arm")
-            r = loaded[stored].loc[arm]
+            table, stored, from_store = finished.get(grid.unit(cell, arm).key, (None, None, False))
+            r = table.set_index("arm").loc[arm] if table is not None else pd.Series(dtype=float)
             cell_rows.append(
                 {
                     "backbone": cell.backbone,
@@ -230,10 +234,10 @@ def _table(grid: Grid, store: RunStore, found: dict[str, tuple[int, bool]]) -> p
                     "seed": cell.seed,
                     "freeze_depth": cell.freeze_depth,
                     "arm": arm,
-                    "test_accuracy": float(r.test_accuracy),
+                    "test_accuracy": float(r.get("test_accuracy", float("nan"))),
                     "val_accuracy": float(r.get("val_accuracy", float("nan"))),
-                    "seconds": float(r.seconds),
-                    "steps": int(r.steps),
+                    "seconds": float(r.get("seconds", float("nan"))),
+                    "steps": r.get("steps"),
                     "comparison": stored,
                     "from_store": from_store,
                 }

@@ -98,31 +98,36 @@ def overlay_curves(
     )
 
 
-def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minus scratch") -> go.Figure:
-    """Heatmap of the fine-tune-minus-scratch gap over freeze depth x images per class.
+def transfer_map(
+    table: pd.DataFrame, value: str = "gap", title: str = "Transfer map: fine-tune minus scratch"
+) -> go.Figure:
+    """Heatmap of `value` over freeze depth x images per class: the mean over seeds, and the spread.
 
-    `table` has columns freeze_depth, per_class and gap (averaged over seeds when repeated).
+    `table` has columns freeze_depth, per_class and `value` ("gap", fine-tune minus scratch, on a
+    red-blue scale around zero; or an accuracy such as "test_accuracy"), a row per cell and seed.
+    Cells not yet finished (NaN) stay blank, so a map can be drawn while it fills.
     """
     cells = table.drop_duplicates(["freeze_depth", "per_class", *(["seed"] if "seed" in table else [])])
-    grouped = cells.groupby(["freeze_depth", "per_class"]).gap
+    grouped = cells.groupby(["freeze_depth", "per_class"])[value]
     grid, spread = grouped.mean().unstack("per_class"), grouped.std().unstack("per_class")
-    limit = float(np.nanmax(np.abs(grid.values))) if np.isfinite(grid.values).any() else 1.0
+    finite = np.isfinite(grid.values.astype(float))
+    if value == "gap":
+        limit = float(np.nanmax(np.abs(grid.values.astype(float)))) if finite.any() else 1.0
+        scale = dict(zmid=0, zmin=-limit, zmax=limit, colorscale="RdBu", colorbar_title="gap")
+    else:
+        scale = dict(zmin=0, zmax=1, colorscale="Blues", colorbar_title="accuracy")
     fig = go.Figure(
         go.Heatmap(
             z=grid.values,
             x=[str(c) for c in grid.columns],
             y=grid.index,
-            zmid=0,
-            zmin=-limit,
-            zmax=limit,
-            colorscale="RdBu",
-            colorbar_title="gap",
-            # The gap in points, and its spread (standard deviation) over seeds when there are several.
+            # In points, with the spread (standard deviation) over seeds when there are several.
             text=[
-                [_gap_text(v, d) for v, d in zip(row, spread_row)]
+                [_gap_text(v, d, signed=value == "gap") for v, d in zip(row, spread_row)]
                 for row, spread_row in zip(grid.values, spread.reindex_like(grid).values)
             ],
             texttemplate="%{text}",
+            **scale,
         )
     )
     fig.update_layout(
@@ -131,10 +136,10 @@ def transfer_map(table: pd.DataFrame, title: str = "Transfer map: fine-tune minu
     return fig
 
 
-def _gap_text(gap: float, spread: float) -> str:
-    if not np.isfinite(gap):
+def _gap_text(value: float, spread: float, signed: bool = True) -> str:
+    if not np.isfinite(value):
         return ""
-    return f"{gap * 100:+.0f}" + (f" ±{spread * 100:.0f}" if np.isfinite(spread) else "")
+    return f"{value * 100:{'+' if signed else ''}.0f}" + (f" ±{spread * 100:.0f}" if np.isfinite(spread) else "")
 
 
 def transfer_points(table: pd.DataFrame, title: str = "Transfer map: fine-tune minus scratch") -> go.Figure:

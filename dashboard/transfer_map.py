@@ -1,0 +1,144 @@
+"""The transfer map view (`?view=map`): pick a grid, press Run, and watch the map fill cell by cell.
+
+Each unit of the grid (one arm at one setting, `transferlab.transfermap`) is a comparison in the
+job queue: the worker processes train it, the run store keeps it, units already in the store appear
+at once, and sessions asking for the same unit share one run. The page only draws: the map of
+fine-tune minus scratch (or either arm's accuracy) with the spread over seeds, the data-efficiency
+curve at one depth with a raw-pixel baseline, and the curves of any finished cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.controls import SIZES, STEPS, show_test_entries
+from dashboard.uploads import dataset_label, own_datasets
+from transferlab import ExperimentConfig, get_spec, list_backbones, list_datasets, plots
+from transferlab.analysis import pixel_baseline
+from transferlab.config import DEFAULT_STEPS
+from transferlab.jobs import DONE, FAILED, Job, JobQueue
+from transferlab.transfermap import Grid, map_table
+
+MAX_UNITS = 120  # one session's map: on a 2-core CPU about as long as a lesson
+REFRESH_SECONDS = 2.0
+SHOW = {"gap": "fine-tune minus scratch", "finetune": "fine-tune accuracy", "scratch": "scratch accuracy"}
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def pixels(config: ExperimentConfig) -> float:
+    """The cheap baseline at one size and seed: logistic regression on the raw pixels (a second or two)."""
+    return pixel_baseline(config)["test_accuracy"]
+
+
+def grid_ui(sid: str) -> Grid:
+    """The grid's controls (sidebar): backbone, dataset, depths, sizes, seeds and the budget."""
+    st.header("The grid")
+    backbone = st.selectbox("Pretrained backbone", list_backbones(include_test=show_test_entries()), key="map_backbone")
+    datasets = list_datasets(include_test=show_test_entries()) + own_datasets(sid)
+    datasets.remove("image_folder")
+    default = datasets.index("fashion_mnist") if "fashion_mnist" in datasets else 0
+    dataset = st.selectbox("Dataset", datasets, index=default, format_func=dataset_label, key="map_dataset")
+    blocks = get_spec(backbone).num_blocks
+    low, high = st.slider("Freeze depths k", 0, blocks, (0, blocks), key="map_depths")
+    sizes = st.multiselect(
+        "Images per class", [s for s in SIZES if s != "all"], default=[1, 5, 10, 50, 100], key="map_sizes"
+    )
+    seeds = st.number_input(
+        "Seeds", 1, 5, 1, key="map_seeds", help="Each cell runs once per seed: the spread shows the noise."
+    )
+    steps = st.select_slider("Training steps (every run)", STEPS, value=DEFAULT_STEPS, key="map_steps")
+    return Grid(
+        base=ExperimentConfig(dataset=dataset, backbone=backbone, steps=steps),
+        freeze_depth=range(low, high + 1),
+        per_class=sorted(sizes),
+        seed=range(int(seeds)),
+    )
+
+
+def page(queue: JobQueue, sid: str) -> None:
+    state = st.session_state
+    st.title("Transfer map")
+    st.caption(
+        "How much does pretraining help, at each freeze depth and amount of data? Each cell is one "
+        "comparison: fine-tuned with the first k blocks frozen, against the same network from scratch "
+        f"(which does not depend on k, so it runs once per size). [Back to the dashboard](?sid={sid})"
+    )
+    with st.sidebar:
+        grid = grid_ui(sid)
+    units = grid.units()
+    too_many = len(units) > MAX_UNITS
+    note = f"{len(grid.cells())} cells, {len(units)} runs of {grid.base.steps} steps each."
+    (st.error if too_many else st.caption)(
+        note
+        + (
+            f" That is more than the {MAX_UNITS} one page may queue: choose fewer depths, sizes or seeds."
+            if too_many
+            else ""
+        )
+    )
+    run, stop = st.columns(2)
+    if run.button("Run", type="primary", disabled=too_many or not grid.per_class, key="map_run"):
+        state.map = (grid, {u.key: queue.submit(u.config, (u.arm,), owner=sid) for u in units})
+    if "map" in state:
+        if stop.button("Stop", key="map_stop"):
+            for job in state.map[1].values():
+                if job.active:
+                    job.stop(sid)
+        st.fragment(run_every=REFRESH_SECONDS)(map_ui)(*state.map)
+
+
+def map_ui(grid: Grid, jobs: dict[str, Job]) -> None:
+    """The map so far: progress, the heatmap, the data-efficiency curve, a cell's curves."""
+    done = {key: job for key, job in jobs.items() if job.status == DONE and job.outcome is not None}
+    failed = [job for job in jobs.values() if job.status == FAILED]
+    finished = {k: (j.outcome.table, j.stored, bool(j.started and j.submitted > j.started)) for k, j in done.items()}
+    table = map_table(grid, finished)
+    from_store = sum(f for _, _, f in finished.values())
+    st.progress(
+        len(done) / len(jobs), text=f"{len(done)} of {len(jobs)} runs finished ({from_store} from the run store)"
+    )
+    for job in failed[:3]:
+        st.error(f"A run failed: {job.error}")
+    show = st.segmented_control("Show", list(SHOW), format_func=SHOW.get, default="gap", key="map_show") or "gap"
+    cells = table[table.arm == "finetune"] if show == "gap" else table[table.arm == show]
+    fig = plots.transfer_map(
+        cells, value="gap" if show == "gap" else "test_accuracy", title=f"Transfer map: {SHOW[show]}"
+    )
+    st.plotly_chart(fig, theme=None, key="map-heatmap")
+    efficiency_ui(grid, table)
+    cell_curves_ui(grid, table, done)
+
+
+def efficiency_ui(grid: Grid, table: pd.DataFrame) -> None:
+    """Accuracy against images per class (log axis) at one depth, with the raw-pixel baseline."""
+    depth = st.select_slider("Data-efficiency curve at freeze depth k", list(grid.freeze_depth), key="map_curve_k")
+    rows = table[(table.freeze_depth == depth) & table.test_accuracy.notna()]
+    if rows.empty:
+        return
+    sizes_seeds = rows[["per_class", "seed"]].drop_duplicates().itertuples(index=False)
+    baseline = [
+        {"per_class": n, "seed": s, "arm": "pixels", "test_accuracy": pixels(replace(grid.base, per_class=n, seed=s))}
+        for n, s in sizes_seeds
+    ]
+    curve = pd.concat([rows, pd.DataFrame(baseline)], ignore_index=True)
+    fig = plots.accuracy_against(
+        curve, x="per_class", log_x=True, title=f"Accuracy against images per class, k = {depth}"
+    )
+    st.plotly_chart(fig, theme=None, key="map-efficiency")
+
+
+def cell_curves_ui(grid: Grid, table: pd.DataFrame, done: dict[str, Job]) -> None:
+    """The learning curves of one finished cell: its fine-tune and scratch runs."""
+    complete = table.dropna(subset=["test_accuracy"]).groupby(["freeze_depth", "per_class", "seed"]).size()
+    complete = [c for c, n in complete.items() if n == len(grid.arms)]
+    if not complete:
+        return
+    k, n, seed = st.selectbox(
+        "Curves of a cell", complete, format_func=lambda c: f"k = {c[0]}, {c[1]} per class, seed {c[2]}", key="map_cell"
+    )
+    cell = next(c for c in grid.cells() if (c.freeze_depth, c.per_class, c.seed) == (k, n, seed))
+    history = pd.concat([done[grid.unit(cell, arm).key].outcome.history for arm in grid.arms], ignore_index=True)
+    st.plotly_chart(plots.learning_curves(history), theme=None, key="map-cell-curves")
