@@ -184,6 +184,37 @@ def run_dashboard_default(config) -> dict:
     }
 
 
+MAP_SIZES = (1, 5, 10, 50, 100)
+
+
+def run_transfer_map(config) -> dict:
+    """The one-seed transfer map: every freeze depth x `MAP_SIZES` images per class, both arms, the
+    default budget, in this process (`run_sweep`, a new run store: nothing comes from a previous run)."""
+    import tempfile
+
+    from .backbones import get_spec
+    from .config import ExperimentConfig
+    from .datasets import load_dataset
+    from .store import RunStore
+    from .transfermap import Grid, run_sweep
+
+    base = ExperimentConfig(device=config.device)
+    grid = Grid(base=base, freeze_depth=range(get_spec(base.backbone).num_blocks + 1), per_class=MAP_SIZES)
+    load_dataset(base.dataset)  # as for the loops: reading the files is not what is timed
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        table = run_sweep(grid, RunStore(Path(folder) / "runs.sqlite"), progress=False)
+        seconds = time.perf_counter() - started
+    finetune = table[table.arm == "finetune"]
+    return {
+        "seconds": seconds,
+        "cells": len(finetune),
+        "runs": len(grid.units()),
+        "best_gap": float(finetune.gap.max()),
+        "worst_gap": float(finetune.gap.min()),
+    }
+
+
 def run_queue_memory(config, runs: int = 20) -> dict:
     """Memory of a server's job queue as comparisons pile up: the page server's process (this one,
     holding every finished `Job`, as sessions do) and the worker process, after each comparison."""
@@ -258,6 +289,21 @@ def _child(case: str, args, k: int | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def transfer_map(args, report: dict) -> None:
+    """The one-seed transfer map against one tutorial-style run of its default cell (k = 4, the
+    reference loop at the default budget), both timed here, one after the other: the ratio is the
+    figure, as these machines differ by 3x or more from one day to the next."""
+    reference = _child("reference", args, 4)
+    m = _child("map", args)
+    ratio = m["seconds"] / reference["seconds"]
+    report["transfer_map"] = {**m, "reference_k4_seconds": reference["seconds"], "ratio": ratio}
+    print(
+        f"\ntransfer map, one seed: {m['cells']:.0f} cells (k = 0-9 x {', '.join(map(str, MAP_SIZES))} per class), "
+        f"{m['runs']:.0f} runs, {m['seconds']:.0f} s; one tutorial-style run of k = 4 at the same budget: "
+        f"{reference['seconds']:.0f} s; the map takes {ratio:.1f}x that (target: 20x)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transferlab.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -268,10 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--case",
         help="run one case once in this process and print its figures as JSON: reference, transferlab, "
-        "dashboard or gpu:BACKBONE (what each process of the full bench does), or queue (a server's memory "
-        "as 20 comparisons pile up)",
+        "dashboard, map or gpu:BACKBONE (what each process of the full bench does), or queue (a server's "
+        "memory as 20 comparisons pile up)",
     )
     parser.add_argument("--freeze-depth", type=int, default=4, help="k for --case reference or transferlab")
+    parser.add_argument("--no-map", action="store_true", help="skip the transfer map (about 50 runs)")
     args = parser.parse_args(argv)
 
     if args.case:  # inside one case's own process
@@ -280,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cases = {"reference": run_reference, "transferlab": run_transferlab, "dashboard": run_dashboard_default}
             cases["queue"] = run_queue_memory
+            cases["map"] = run_transfer_map
             if args.case not in cases:
                 parser.error(f"--case must be one of {', '.join(cases)} or gpu:BACKBONE, not {args.case!r}")
             figures = cases[args.case](_config(args, args.freeze_depth))
@@ -338,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         f"verdict after {dash['verdict_s']:.1f} s, peak memory {dash['peak_rss_mb']:.0f} MB; "
         f"finetune {dash['finetune_accuracy']:.3f} vs scratch {dash['scratch_accuracy']:.3f}"
     )
+
+    if not args.no_map:
+        transfer_map(args, report)
 
     if device.type == "cuda":
         print(f"\n{'backbone':<20} {'train img/s, 224 px':>20} {'timm RTX 3090':>14} {'ratio':>6}")
