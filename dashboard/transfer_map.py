@@ -24,7 +24,12 @@ from transferlab.transfermap import Grid, map_table
 
 MAX_UNITS = 120  # one session's map: on a 2-core CPU about as long as a lesson
 REFRESH_SECONDS = 2.0
-SHOW = {"gap": "fine-tune minus scratch", "finetune": "fine-tune accuracy", "scratch": "scratch accuracy"}
+SHOW = {
+    "gap": "fine-tune minus scratch",
+    "finetune": "fine-tune accuracy",
+    "scratch": "scratch accuracy",
+    "probe": "probe accuracy",
+}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -50,11 +55,15 @@ def grid_ui(sid: str) -> Grid:
         "Seeds", 1, 5, 1, key="map_seeds", help="Each cell runs once per seed: the spread shows the noise."
     )
     steps = st.select_slider("Training steps (every run)", STEPS, value=DEFAULT_STEPS, key="map_steps")
+    probe = st.checkbox(
+        "With the linear probe", value=True, key="map_probe", help="All blocks frozen: one cheap run per size."
+    )
     return Grid(
         base=ExperimentConfig(dataset=dataset, backbone=backbone, steps=steps),
         freeze_depth=range(low, high + 1),
         per_class=sorted(sizes),
         seed=range(int(seeds)),
+        arms=("finetune", "scratch", "probe") if probe else ("finetune", "scratch"),
     )
 
 
@@ -102,7 +111,8 @@ def map_ui(grid: Grid, jobs: dict[str, Job]) -> None:
     )
     for job in failed[:3]:
         st.error(f"A run failed: {job.error}")
-    show = st.segmented_control("Show", list(SHOW), format_func=SHOW.get, default="gap", key="map_show") or "gap"
+    shown = ["gap", *grid.arms]
+    show = st.segmented_control("Show", shown, format_func=SHOW.get, default="gap", key="map_show") or "gap"
     cells = table[table.arm == "finetune"] if show == "gap" else table[table.arm == show]
     fig = plots.transfer_map(
         cells, value="gap" if show == "gap" else "test_accuracy", title=f"Transfer map: {SHOW[show]}"

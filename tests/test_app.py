@@ -412,17 +412,17 @@ def test_the_transfer_map_fills_from_the_queue_and_the_store():
     at.selectbox(key="map_dataset").set_value("test_blobs").run()
     at.multiselect(key="map_sizes").set_value([2, 5]).run()
     at.select_slider(key="map_steps").set_value(15).run()
-    assert "8 cells, 10 runs of 15 steps each." in "\n".join(c.value for c in at.caption)
+    assert "8 cells, 12 runs of 15 steps each." in "\n".join(c.value for c in at.caption)  # scratch, probe once a size
     at.button(key="map_run").click().run()
     grid, jobs = at.session_state["map"]
-    assert len(jobs) == 10 and all(job.wait(120) for job in jobs.values())
+    assert len(jobs) == 12 and all(job.wait(120) for job in jobs.values())
     at.run()
     assert not at.exception
     heatmap = chart(at, "map-heatmap")["data"][0]
     assert heatmap["type"] == "heatmap" and heatmap["z"]["shape"] == "4, 2", "freeze depths 0..3 x 2 sizes"
     assert all(text for row in heatmap["text"] for text in row), "every cell filled"
     efficiency = chart(at, "map-efficiency")
-    assert {trace["name"] for trace in efficiency["data"]} == {"finetune", "scratch", "pixels"}
+    assert {trace["name"] for trace in efficiency["data"]} == {"finetune", "scratch", "probe", "pixels"}
     assert chart(at, "map-cell-curves")["data"]
 
     again = open_page(view="map")  # another session, the same grid: every unit comes from the store
@@ -431,4 +431,4 @@ def test_the_transfer_map_fills_from_the_queue_and_the_store():
     again.multiselect(key="map_sizes").set_value([2, 5]).run()
     again.select_slider(key="map_steps").set_value(15).run()
     again.button(key="map_run").click().run()
-    assert "10 of 10 runs finished (10 from the run store)" in str(again.get("progress")[0].proto.text)
+    assert "12 of 12 runs finished (12 from the run store)" in str(again.get("progress")[0].proto.text)

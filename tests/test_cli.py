@@ -170,3 +170,16 @@ def test_compare_exports_the_finetune_model_and_refuses_a_bad_name_before_traini
     session = ort.InferenceSession(str(tmp_path / "model.onnx"))
     probabilities = session.run(None, {"image": np.zeros((40, 70, 3), np.uint8)})[0]
     assert probabilities.shape == (len(json.loads(session.get_modelmeta().custom_metadata_map["classes"])),)
+
+
+def test_sweep_prints_the_map_and_a_second_call_trains_nothing(tmp_path, capsys):
+    store = str(tmp_path / "runs.sqlite")
+    argv = ["sweep", "--dataset", "test_blobs", "--backbone", "test_tiny", "--depths", "0-1", "--sizes", "2,4"]
+    argv += ["--steps", "4", "--store", store, "--csv", str(tmp_path / "map.csv")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "8 rows; 0 from" in out and "finetune minus scratch" in out
+    assert main(argv) == 0
+    assert "8 rows; 8 from" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="give numbers like 0-9"):
+        main(["sweep", "--depths", "a-b", "--store", store])
