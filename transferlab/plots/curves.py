@@ -107,7 +107,8 @@ def transfer_map(
     red-blue scale around zero; or an accuracy such as "test_accuracy"), a row per cell and seed.
     Cells not yet finished (NaN) stay blank, so a map can be drawn while it fills.
     """
-    cells = table.drop_duplicates(["freeze_depth", "per_class", *(["seed"] if "seed" in table else [])])
+    # A row per cell and seed: a sweep table repeats a cell's gap on each arm's row.
+    cells = table.drop_duplicates(["freeze_depth", "per_class", "seed"]) if "seed" in table else table
     grouped = cells.groupby(["freeze_depth", "per_class"])[value]
     grid, spread = grouped.mean().unstack("per_class"), grouped.std().unstack("per_class")
     finite = np.isfinite(grid.values.astype(float))
