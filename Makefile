@@ -8,13 +8,13 @@ PORT ?= 8501
 # tcmalloc makes CPU training 1.05-2.7x faster (DESIGN.md); used when Debian's package is there.
 TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 RUN := $(if $(wildcard $(TCMALLOC)),LD_PRELOAD=$(TCMALLOC)) PYTHONPATH=$(CURDIR)
-DEBIAN_PACKAGES := dataset-fashion-mnist libtcmalloc-minimal4 chromium
+DEBIAN_PACKAGES := dataset-fashion-mnist wordnet-base libtcmalloc-minimal4 chromium
 
 .PHONY: setup system app test unit lessons browser lint format bench lab clean
 
 setup: system $(STAMP)
 
-# As root on Debian: the Fashion-MNIST files, tcmalloc and Chromium (for the browser test).
+# As root on Debian: the Fashion-MNIST files, WordNet (glosses for the text lessons), tcmalloc and Chromium (for the browser test).
 # Elsewhere this step is skipped; the engine then downloads Fashion-MNIST when online.
 system:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
