@@ -1,0 +1,90 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from transferlab import ConfigError, compare, plots
+from transferlab.multitask import compare_multitask, task_configs, train_tasks
+
+HALVES = {"top": {"classes": (0, 1)}, "bottom": {"classes": (2, 3)}}
+
+
+@pytest.fixture(scope="module")
+def result(tiny):
+    return compare_multitask(tiny, HALVES, seeds=(0, 1))
+
+
+def test_one_task_alone_is_exactly_a_finetune_run(tiny):
+    # k = 1 of 3: two blocks with BatchNorm train, so the shared forward pass and the optimiser
+    # must match the engine's run step for step.
+    config = replace(tiny, classes=(0, 1, 2))
+    model, rows, history = train_tasks({"task": config})
+    run = compare(config, ["finetune"]).runs["finetune"]
+    assert rows[0]["test_accuracy"] == run.test_accuracy
+    assert rows[0]["val_accuracy"] == run.val_accuracy
+    assert [h["step"] for h in history] == list(run.plan.eval_steps)
+    for (name, mine), theirs in zip(model.blocks.state_dict().items(), run.model.blocks.state_dict().values()):
+        assert torch.equal(mine, theirs), name
+    for mine, theirs in zip(model.head["task"].state_dict().values(), run.model.head.state_dict().values()):
+        assert torch.equal(mine, theirs)
+
+
+def test_each_task_has_its_own_head_sized_for_its_classes(tiny):
+    two_sizes = {"two": {"classes": (0, 1)}, "three": {"classes": [1, 2, 3]}}
+    configs = task_configs(replace(tiny, epochs=None, steps=6), two_sizes)  # steps: the epochs differ
+    model, rows, _ = train_tasks(configs)
+    assert list(model.head) == ["two", "three"]
+    assert [model.head[t][-1].out_features for t in ("two", "three")] == [2, 3]
+    assert [r["task"] for r in rows] == ["two", "three"]
+    assert rows[0]["seconds"] == rows[1]["seconds"]  # one run trained both
+
+
+def test_the_table_has_every_task_setting_and_seed(result):
+    t = result.table
+    assert len(t) == 2 * 2 * 2 and list(t.columns[:4]) == ["task", "setting", "trained_with", "seed"]
+    together = t[t.setting == "together"].set_index(["task", "seed"]).trained_with
+    assert together.loc[("top", 0)] == "bottom" and together.loc[("bottom", 1)] == "top"
+    assert (t[t.setting == "alone"].trained_with == "").all()
+    assert t.test_accuracy.between(0, 1).all()
+    assert set(result.history.setting) == {"alone", "together"} and set(result.history.split) == {"val"}
+
+
+def test_gains_are_together_minus_alone_seed_by_seed(result):
+    g = result.gains()
+    assert list(g.index) == ["top", "bottom"]
+    acc = result.table.pivot_table(index=["task", "seed"], columns="setting", values="test_accuracy")
+    diff = (acc.together - acc.alone).loc["top"]
+    assert g.loc["top", "gain"] == pytest.approx(diff.mean())
+    assert (g.loc["top", "gain_min"], g.loc["top", "gain_max"]) == pytest.approx((diff.min(), diff.max()))
+
+
+def test_with_every_block_frozen_together_equals_alone(tiny):
+    # Nothing that trains is shared, and each head gets only its own task's gradient.
+    probe = compare_multitask(replace(tiny, freeze_depth=3), HALVES)
+    assert probe.gains().gain.abs().max() == 0
+
+
+def test_bad_task_settings_say_what_to_change(tiny):
+    with pytest.raises(ConfigError, match="task 'top' sets lr; a task may set only dataset"):
+        compare_multitask(tiny, {"top": {"classes": (0, 1), "lr": 0.1}, "bottom": {"classes": (2, 3)}})
+    with pytest.raises(ConfigError, match="at least two tasks; got 1"):
+        compare_multitask(tiny, {"top": {"classes": (0, 1)}})
+    with pytest.raises(ConfigError, match="give its settings as a dict"):
+        compare_multitask(tiny, {"top": (0, 1), "bottom": (2, 3)})
+    with pytest.raises(ConfigError, match="one non-negative weight per task"):
+        compare_multitask(tiny, HALVES, weights={"top": 1.0})
+    with pytest.raises(ConfigError, match="freeze_depth must be 0..3"):
+        compare_multitask(replace(tiny, freeze_depth=7), HALVES)
+    with pytest.raises(ConfigError, match="give the budget in steps"):
+        compare_multitask(tiny, {"top": {"classes": (0, 1)}, "bottom": {"classes": (2, 3), "per_class": 4}})
+    with pytest.raises(ConfigError, match="differ in lr"):
+        train_tasks({"a": tiny, "b": replace(tiny, lr=0.1)})
+
+
+def test_multitask_bars_show_alone_and_together_per_task_with_the_spread(result):
+    fig = plots.multitask_bars(result.table)
+    assert [t.name for t in fig.data] == ["alone", "together"]
+    assert all(list(t.x) == ["top", "bottom"] for t in fig.data)
+    means = result.table.groupby(["setting", "task"]).test_accuracy.mean()
+    assert fig.data[1].y[0] == pytest.approx(means[("together", "top")])
+    assert fig.data[0].error_y.visible  # two seeds: a range
