@@ -6,6 +6,7 @@ results against time and settings, `pictures` what a network sees and gets wrong
 every figure shares, `notebook` how figures are stored in a lesson.
 """
 
+from .choices import backbone_choice, multitask_bars
 from .curves import (
     accuracy_against,
     accuracy_bars,
@@ -35,6 +36,7 @@ __all__ = [
     "AXIS_TITLES",
     "accuracy_against",
     "accuracy_bars",
+    "backbone_choice",
     "combine_histories",
     "confusion_matrix",
     "embedding_scatter",
@@ -43,6 +45,7 @@ __all__ = [
     "image_grid",
     "learning_curves",
     "misclassified_grid",
+    "multitask_bars",
     "notebook_renderers",
     "overlay_curves",
     "per_class_accuracy",

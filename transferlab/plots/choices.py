@@ -1,0 +1,97 @@
+"""Choices between set-ups: which backbone to start from, and whether tasks should share a network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .style import AXIS_TITLES, LAYOUT, _colour
+
+COST_TITLES = {
+    "seconds": "seconds of training per run",
+    "predict_images_per_s": "predictions per second (whole network)",
+    "train_images_per_s": "training images per second",
+    "parameters": "parameters",
+}
+SETTING_COLOURS = {"alone": "#7f7f7f", "together": "#1f77b4"}
+
+
+def backbone_choice(table: pd.DataFrame, x: str = "seconds", title: str | None = None) -> go.Figure:
+    """Test accuracy against a cost, a point per backbone (and arm), with the seed spread as bars.
+
+    Args:
+        table: `BackboneChoice.table`: a row per backbone and arm with test_accuracy,
+            test_accuracy_spread (standard deviation over seeds; NaN with one seed) and `x`.
+        x: the cost: "seconds" (training), "predict_images_per_s", "train_images_per_s" or
+            "parameters". Up and to the left is better for seconds and parameters, up and to the
+            right for the speeds.
+    """
+    several_arms = table.arm.nunique() > 1 if "arm" in table else False
+    fig = go.Figure()
+    for i, row in enumerate(table.itertuples(index=False)):
+        name = f"{row.backbone} {row.arm}" if several_arms else row.backbone
+        spread = float(row.test_accuracy_spread)
+        known = bool(np.isfinite(spread))  # one seed has no spread
+        fig.add_trace(
+            go.Scatter(
+                x=[getattr(row, x)],
+                y=[row.test_accuracy],
+                mode="markers+text",
+                name=name,
+                text=[name],
+                textposition="top center",
+                marker=dict(size=16, color=_colour(name, i)),
+                error_y=dict(type="data", array=[spread if known else 0], visible=known),
+            )
+        )
+    fig.update_layout(
+        title=title or "Which backbone? Test accuracy against cost (bars: standard deviation over seeds)",
+        xaxis_title=COST_TITLES.get(x, x),
+        yaxis_title=AXIS_TITLES["accuracy"],
+        showlegend=False,
+        **LAYOUT,
+    )
+    fig.update_yaxes(tickformat=".0%")
+    if x == "parameters":
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def multitask_bars(table: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Each task's test accuracy trained alone and together: the mean over seeds as a bar, the
+    range over seeds (min to max) as its error bar.
+
+    Args:
+        table: `MultitaskResult.table`: a row per task, setting ("alone" / "together") and seed.
+    """
+    fig = go.Figure()
+    tasks = list(table.task.unique())
+    for i, (setting, rows) in enumerate(table.groupby("setting", sort=False)):
+        stats = rows.groupby("task").test_accuracy.agg(["mean", "min", "max"]).reindex(tasks)
+        fig.add_trace(
+            go.Bar(
+                x=tasks,
+                y=stats["mean"],
+                name=setting,
+                marker_color=SETTING_COLOURS.get(setting, _colour(setting, i)),
+                text=[f"{a:.1%}" for a in stats["mean"]],
+                textposition="inside",
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=stats["max"] - stats["mean"],
+                    arrayminus=stats["mean"] - stats["min"],
+                    visible=bool("seed" in rows and rows.seed.nunique() > 1),
+                ),
+            )
+        )
+    fig.update_layout(
+        title=title or "Each task alone and together (mean over seeds, bars from min to max)",
+        barmode="group",
+        xaxis_title="task",
+        yaxis_title=AXIS_TITLES["accuracy"],
+        **LAYOUT,
+    )
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
