@@ -28,7 +28,7 @@ from .backbones import BlockNet, create_backbone, get_spec
 from .config import ExperimentConfig
 from .device import pick_device
 from .splits import prepare_data
-from .transforms import to_model_input
+from .transforms import model_input, to_model_input
 
 __all__ = [
     "DatasetFeatures",
@@ -71,7 +71,7 @@ def extract_features(
             model = create_backbone(backbone, num_classes=1, pretrained=init == "pretrained")
     model.eval().to(images.device)
     out = [
-        model.features(to_model_input(images[i : i + batch_size], size, spec.mean, spec.std)).float().cpu()
+        model.features(model_input(images[i : i + batch_size], spec, size)).float().cpu()
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out)
@@ -201,7 +201,7 @@ def accuracy_on(model: BlockNet, images: torch.Tensor, labels: torch.Tensor, siz
     spec = model.spec
     correct = 0
     for i in range(0, len(images), batch_size):
-        x = to_model_input(images[i : i + batch_size].to(device), size, spec.mean, spec.std)
+        x = model_input(images[i : i + batch_size].to(device), spec, size)
         correct += int((model(x).argmax(1).cpu() == labels[i : i + batch_size].cpu()).sum())
     model.train(was_training)
     return correct / len(labels)

@@ -50,6 +50,8 @@ class BackboneSpec:
         train_size: the default training size, small enough for a 2-core CPU.
         mean, std: per-channel normalisation of pixels scaled to 0..1.
         test_only: a tiny entry for the test suite, hidden from menus.
+        modality: "image" (uint8 pixels in) or "text" (token ids in; `textnet`). For text,
+            input_size and train_size are the sequence length in tokens.
     """
 
     name: str
@@ -62,6 +64,7 @@ class BackboneSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     test_only: bool = False
+    modality: str = "image"
 
     @property
     def num_blocks(self) -> int:
@@ -105,7 +108,12 @@ class BlockNet(nn.Module):
         return self.head[:-1](self.forward_blocks(x))
 
 
-def _classifier_head(num_features: int, num_classes: int) -> nn.Sequential:
+def _classifier_head(num_features: int, num_classes: int, modality: str) -> nn.Sequential:
+    """Pooling (over the image, or over a text's real tokens) and a new linear classifier."""
+    if modality == "text":
+        from .textnet import MaskedMeanPool
+
+        return nn.Sequential(MaskedMeanPool(), nn.Linear(num_features, num_classes))
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(num_features, num_classes))
 
 
@@ -127,9 +135,11 @@ def register_backbone(spec: BackboneSpec, missing: Callable[[], str | None]):
     return decorate
 
 
-def list_backbones(include_test: bool = False) -> list[str]:
-    """Registered backbone names, sorted; test entries only when asked."""
-    return sorted(n for n, (s, _, _) in _REGISTRY.items() if include_test or not s.test_only)
+def list_backbones(include_test: bool = False, modality: str | None = None) -> list[str]:
+    """Registered backbone names, sorted; test entries only when asked; of one modality if given."""
+    return sorted(
+        n for n, (s, _, _) in _REGISTRY.items() if (include_test or not s.test_only) and modality in (None, s.modality)
+    )
 
 
 def get_spec(name: str) -> BackboneSpec:
@@ -160,7 +170,7 @@ def create_backbone(name: str, num_classes: int | None = None, pretrained: bool 
         raise ConfigError("num_classes=None keeps the pretrained classifier; it needs pretrained=True")
     builder = _REGISTRY[name][1]
     blocks, num_features, classifier = builder(pretrained)
-    head = classifier if num_classes is None else _classifier_head(num_features, num_classes)
+    head = classifier if num_classes is None else _classifier_head(num_features, num_classes, spec.modality)
     if head is None:
         raise ConfigError(f"{name} has no pretrained classifier; pass num_classes")
     return BlockNet(spec, blocks, head)
@@ -273,7 +283,6 @@ def _register_lite(version: int) -> Builder:
 
 for _version in _LITE_STAGES:
     _register_lite(_version)
-
 
 # --- torchvision models: ImageNet weights from torch's cache, or downloaded when online -------
 
@@ -452,3 +461,7 @@ def _test_tiny(pretrained: bool):
             torch.manual_seed(1234)
         blocks = labnet_blocks(widths=(4, 8, 8))
     return blocks, 8, None
+
+
+# The text backbones (a BERT-family encoder as blocks) register themselves from their own module.
+from . import textnet  # noqa: E402, F401

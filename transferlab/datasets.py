@@ -54,7 +54,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
-    """A whole dataset in memory: images are (N, C, H, W) uint8, labels (N,) int64."""
+    """A whole dataset in memory: images are (N, C, H, W) uint8, labels (N,) int64.
+
+    A text dataset has the same shape of record: its "images" are token ids (N, L) int64 (the
+    model's input, `textnet.tokenize`), and `train_texts` / `test_texts` keep the texts
+    themselves, for text baselines and for showing mistakes.
+    """
 
     name: str
     classes: tuple[str, ...]
@@ -64,12 +69,23 @@ class ImageDataset:
     test_labels: torch.Tensor
     source: str
     skipped: tuple[str, ...] = ()  # files that could not be read, each with why
+    train_texts: tuple[str, ...] = ()
+    test_texts: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def modality(self) -> str:
+        return "text" if self.train_texts else "image"
+
     def __repr__(self) -> str:
+        if self.modality == "text":
+            return (
+                f"ImageDataset({self.name!r}, text, {self.num_classes} classes, train {len(self.train_labels)}, "
+                f"test {len(self.test_labels)}, {self.train_images.shape[1]} tokens, from {self.source})"
+            )
         c, h, w = self.train_images.shape[1:]
         return (
             f"ImageDataset({self.name!r}, {self.num_classes} classes, train {len(self.train_labels)}, "
@@ -101,12 +117,13 @@ def select_classes(ds: ImageDataset, classes: list[int] | tuple[int, ...]) -> Im
     remap = torch.full((ds.num_classes,), -1, dtype=torch.long)
     remap[torch.tensor(list(classes))] = torch.arange(len(classes))
 
-    def keep(images, labels):
+    def keep(images, labels, texts):
         mask = remap[labels] >= 0
-        return images[mask], remap[labels[mask]]
+        kept_texts = tuple(texts[i] for i in torch.nonzero(mask).flatten().tolist()) if texts else ()
+        return images[mask], remap[labels[mask]], kept_texts
 
-    train_x, train_y = keep(ds.train_images, ds.train_labels)
-    test_x, test_y = keep(ds.test_images, ds.test_labels)
+    train_x, train_y, train_t = keep(ds.train_images, ds.train_labels, ds.train_texts)
+    test_x, test_y, test_t = keep(ds.test_images, ds.test_labels, ds.test_texts)
     names = "+".join(str(c) for c in classes)
     return replace(
         ds,
@@ -116,6 +133,8 @@ def select_classes(ds: ImageDataset, classes: list[int] | tuple[int, ...]) -> Im
         train_labels=train_y,
         test_images=test_x,
         test_labels=test_y,
+        train_texts=train_t,
+        test_texts=test_t,
     )
 
 
@@ -123,11 +142,16 @@ def select_classes(ds: ImageDataset, classes: list[int] | tuple[int, ...]) -> Im
 
 # name -> (description, loader(root) -> ImageDataset, missing() -> reason or None, test_only)
 _REGISTRY: dict[str, tuple[str, Callable[..., ImageDataset], Callable[[], str | None], bool]] = {}
+_TEXT: set[str] = set()  # the registered datasets whose examples are texts
 
 
-def register_dataset(name: str, description: str, missing: Callable[[], str | None], test_only=False):
+def register_dataset(
+    name: str, description: str, missing: Callable[[], str | None], test_only=False, modality: str = "image"
+):
     def decorate(loader):
         _REGISTRY[name] = (description, loader, missing, test_only)
+        if modality == "text":
+            _TEXT.add(name)
         return loader
 
     return decorate
@@ -137,6 +161,11 @@ def list_datasets(include_test: bool = False, imported: bool = True) -> list[str
     """Registered dataset names, sorted, then the shared imported sets (`python -m transferlab import`)."""
     names = sorted(n for n, entry in _REGISTRY.items() if include_test or not entry[3])
     return names + (list_imported() if imported else [])
+
+
+def dataset_modality(name: str) -> str:
+    """ "text" or "image", known without loading the data (imported sets are images)."""
+    return "text" if name in _TEXT else "image"
 
 
 def describe_dataset(name: str) -> str:
@@ -418,3 +447,7 @@ def _test_blobs() -> ImageDataset:
     return ImageDataset(
         "test_blobs", ("top-left", "top-right", "bottom-left", "bottom-right"), *make(40), *make(20), source="generated"
     )
+
+
+# WordNet's definitions by kind of thing (text) register themselves from their own module.
+from . import wordnet  # noqa: E402, F401

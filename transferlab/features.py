@@ -26,7 +26,7 @@ from .backbones import BlockNet
 from .config import ExperimentConfig
 from .device import autocast, channels_last
 from .splits import ExperimentData
-from .transforms import augment_batch, to_model_input
+from .transforms import augment_batch, model_input
 
 __all__ = ["EVAL_BATCH", "FeatureCache", "Inputs", "feature_cache", "prefix_fingerprint"]
 
@@ -115,7 +115,7 @@ class Inputs:
 
     def __init__(self, model: BlockNet, k: int, data: ExperimentData, config: ExperimentConfig, bf16: bool):
         self.model, self.k, self.data, self.bf16 = model, k, data, bf16
-        self.size, self.mean, self.std = config.size, model.spec.mean, model.spec.std
+        self.size = config.size
         self.augment, self.seed = config.augment, config.seed
         self.views = config.augment_views if config.augment else 1
         self.augment_rng = torch.Generator().manual_seed(config.seed + 1)
@@ -126,8 +126,8 @@ class Inputs:
 
     @torch.no_grad()
     def prefix(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
-        """uint8 images -> block-k activations, through the frozen prefix now."""
-        x = to_model_input(images, self.size, self.mean, self.std)
+        """uint8 images (or token ids) -> block-k activations, through the frozen prefix now."""
+        x = model_input(images, self.model.spec, self.size)
         if augment:
             x = augment_batch(x, self.augment_rng)
         with autocast(self.device, self.bf16):
@@ -188,7 +188,7 @@ class Inputs:
             x = feats[epoch % self.views][rows] if self.augment else feats[rows]
         else:
             x = self.prefix(self.data.train_images[rows], augment=self.augment)
-        return channels_last(x.float())  # bf16 features, fp32 training
+        return channels_last(x.float() if x.is_floating_point() else x)  # bf16 features, fp32 training; token ids stay
 
     def eval_batches(self, split: str) -> Iterator[torch.Tensor]:
         """A split's inputs in chunks of `EVAL_BATCH`, in order."""

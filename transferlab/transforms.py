@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_batch", "fit_square", "to_model_input"]
+__all__ = ["augment_batch", "fit_square", "model_input", "to_model_input"]
+
+
+def model_input(raw: torch.Tensor, spec, size: int) -> torch.Tensor:
+    """A batch of a dataset's examples -> what `spec`'s backbone takes: normalised float pixels
+    for images (`to_model_input`), the token ids themselves for text (`textnet`)."""
+    if spec.modality == "text":
+        return raw
+    return to_model_input(raw, size, spec.mean, spec.std)
 
 
 def to_model_input(
