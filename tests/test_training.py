@@ -208,7 +208,7 @@ def test_settings_that_cannot_work_fail_before_training(tiny):
         compare(replace(tiny, precision="fp16"))
     with pytest.raises(ConfigError, match="unknown arm"):
         compare(tiny, arms=["finetune", "magic"])
-    assert set(ARMS) == {"finetune", "scratch", "probe"}
+    assert set(ARMS) == {"finetune", "scratch", "probe", "pixels", "tfidf"}
 
 
 def test_a_loss_that_becomes_nan_stops_the_run_naming_the_arm_the_step_and_what_to_lower(tiny):

@@ -90,15 +90,7 @@ class Printer(Callback):
         self._train: dict[str, Record] = {}
 
     def on_run_start(self, run: Run) -> None:
-        s = run.summary
-        print(
-            f"{run.arm.name:<9} {run.config.backbone}, freeze depth {run.k}/{run.model.spec.num_blocks}, "
-            f"{run.trainable_params:,} of {run.total_params:,} parameters train"
-            f"{', frozen prefix cached' if run.inputs.cached else ''}"
-            f" ({', '.join(s.block[~s.trainable]) or 'nothing frozen'}); {run.plan.describe()}",
-            file=self.stream,
-            flush=True,
-        )
+        print(run.describe(), file=self.stream, flush=True)
 
     def on_record(self, run: Run, record: Record) -> None:
         if record.split == "train":
@@ -137,6 +129,8 @@ class TqdmProgress(Callback):
         self._bars[run.arm.name].update(1)
 
     def on_record(self, run: Run, record: Record) -> None:
+        bar = self._bars[run.arm.name]
+        bar.update(run.step - bar.n)  # a baseline fits in one go: its bar jumps to the end
         if record.split != "train":
             self._bars[run.arm.name].set_postfix({f"{record.split} acc": f"{record.accuracy:.1%}"})
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .baselines import BaselineRun
 from .callbacks import Callback, History, StopOnEvent
 from .config import ARMS, Arm, ExperimentConfig, plan
 from .device import pick_device
@@ -91,7 +92,7 @@ class ComparisonResult(Verdicts):
     config: ExperimentConfig
     table: pd.DataFrame
     history: pd.DataFrame
-    runs: dict[str, Run] = field(repr=False)
+    runs: dict[str, Run | BaselineRun] = field(repr=False)
     data: ExperimentData = field(repr=False)
     stopped: bool = False
 
@@ -134,7 +135,7 @@ def compare(
     plan(config, len(data.train_labels), max_work)
     history = History()
     sinks = [history, *callbacks] + ([StopOnEvent(stop)] if stop is not None else [])
-    runs = {a.name: Run(config, a, data, device, sinks) for a in arms}
+    runs = {a.name: (BaselineRun if a.init == "baseline" else Run)(config, a, data, device, sinks) for a in arms}
     pending = [run.rounds() for run in runs.values()]
     stopped = False
     try:

@@ -14,7 +14,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .backbones import get_spec
+from .backbones import get_spec, list_backbones
+from .datasets import dataset_modality
 from .errors import ConfigError
 
 __all__ = ["ARMS", "Arm", "DEFAULT_STEPS", "ExperimentConfig", "PRECISIONS", "Plan", "plan"]
@@ -107,6 +108,18 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self._check_modality(spec)
+
+    def _check_modality(self, spec) -> None:
+        """A text dataset needs a text backbone and the other way round; text is not augmented."""
+        data = dataset_modality(self.dataset)
+        if spec.modality != data:
+            fits = ", ".join(list_backbones(modality=data)) or "none registered"
+            raise ConfigError(
+                f"{self.dataset} is {data} data and {spec.name} reads {spec.modality}; choose a {data} backbone: {fits}"
+            )
+        if data == "text" and self.augment:
+            raise ConfigError("augment applies to images only; turn it off for text")
 
 
 @dataclass(frozen=True)
@@ -189,7 +202,8 @@ class Arm:
     Attributes:
         name: the arm's label in records and tables.
         init: "pretrained", "random", or a state dict of the backbone's blocks (e.g. weights
-            pretrained on a source task, for Yosinski-style arms).
+            pretrained on a source task, for Yosinski-style arms); "baseline" for a cheap model
+            with no network at all (`baselines`, named by the arm).
         freeze: "config" (the config's freeze depth), "none", "all", or a depth.
         lr_mult: scales the config's learning rate for the blocks (not the head).
         budget_mult: this arm trains `budget_mult` times the config's budget (e.g. a scratch
@@ -211,4 +225,8 @@ ARMS = {
     "finetune": Arm("finetune", "pretrained", "config"),
     "scratch": Arm("scratch", "random", "none"),
     "probe": Arm("probe", "pretrained", "all"),
+    # Cheap baselines from scratch (`baselines.BaselineRun`): logistic regression on raw pixels
+    # (images) or on TF-IDF features of the words (text).
+    "pixels": Arm("pixels", "baseline"),
+    "tfidf": Arm("tfidf", "baseline"),
 }

@@ -71,6 +71,17 @@ class Run:
     def total_params(self) -> int:
         return int(self.summary.parameters.sum())
 
+    def describe(self) -> str:
+        """E.g. "finetune  efficientnet_lite0, freeze depth 4/9, 3,600 of 3,400,000 parameters
+        train, frozen prefix cached (stem, ...); 60 steps of up to 32 images = ..."."""
+        s = self.summary
+        return (
+            f"{self.arm.name:<9} {self.config.backbone}, freeze depth {self.k}/{self.model.spec.num_blocks}, "
+            f"{self.trainable_params:,} of {self.total_params:,} parameters train"
+            f"{', frozen prefix cached' if self.inputs.cached else ''}"
+            f" ({', '.join(s.block[~s.trainable]) or 'nothing frozen'}); {self.plan.describe()}"
+        )
+
     def _check_stop(self) -> None:
         for cb in self.callbacks:
             cb.check_stop(self)
