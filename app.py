@@ -22,6 +22,7 @@ from dashboard.controls import (
     advanced_ui,
     check_config,
     check_sources,
+    comparison_arms,
     defaults_for,
     experiment_ui,
     source_ui,
@@ -55,12 +56,14 @@ def dashboard() -> None:
         st.markdown("[Class board: every comparison on this server](?view=board)")
 
     spec = get_spec(source["backbone"])
+    text = spec.modality == "text"
     st.html(f"<style>{PAGE_CSS}</style>")
     st.title("Does a pretrained network learn faster?")
     st.markdown(
         f"**finetune**: {spec.name} with its {spec.pretrained_on} weights, the first k blocks frozen. "
         "**scratch**: the same network from random weights, all of it trained. "
-        f"Same {dataset_label(source['dataset'])} images, same test split."
+        + ("**tfidf**: logistic regression on the texts' word counts (TF-IDF), no network. " if text else "")
+        + f"Same {dataset_label(source['dataset'])} {'texts' if text else 'images'}, same test split."
     )
     if source["dataset"] == UPLOAD:
         upload_ui(sid)
@@ -94,7 +97,7 @@ def dashboard() -> None:
     with run_area:
         pressed = st.button("Run", type="primary", disabled=bool(problems or active), key="run", width="stretch")
         if (pressed or run_requested() or state.pop("run_now", False)) and not (problems or active):
-            job = queue.submit(config, owner=sid)
+            job = queue.submit(config, comparison_arms(config), owner=sid)
             active = job.active
         if facts and not problems:
             st.caption(workload_note(config, facts, dev))

@@ -30,11 +30,12 @@ from transferlab import (
 )
 from transferlab._paths import data_dir
 from transferlab.config import DEFAULT_STEPS
-from transferlab.datasets import describe_dataset
+from transferlab.datasets import dataset_modality, describe_dataset
 from transferlab.imports import imported_path, read_manifest
 from transferlab.splits import val_count
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
+DEFAULT_BACKBONES = {"image": DEFAULT_BACKBONE, "text": "minilm_l6"}  # the first offered per kind of data
 SIZES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, "all"]  # images per class, log-spaced
 STEPS = [15, 30, 60, 120, 240, 480, 960, 1920]  # the training budget, doubling
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
@@ -75,6 +76,13 @@ def defaults_for(dev: torch.device) -> dict:
     return {"per_class": 10, "steps": DEFAULT_STEPS, "gpu": False}
 
 
+def comparison_arms(config: ExperimentConfig) -> tuple[str, ...]:
+    """The arms the Run button trains: fine-tuned against scratch; for text also the cheap
+    baseline from scratch (TF-IDF and logistic regression: a second to fit)."""
+    text = dataset_modality(config.dataset) == "text"
+    return ("finetune", "scratch", "tfidf") if text else ("finetune", "scratch")
+
+
 def choose(options: list, given, fallback, name: str, ignored: list[str]):
     """`given` (a setting from the address) when it is one of `options`, else `fallback`, noting why."""
     if given is None or given in options:
@@ -93,13 +101,20 @@ def menu_label(name: str) -> str:
 
 
 def source_ui(given: dict, ignored: list[str], sid: str) -> dict:
-    """Backbone and dataset menus (sidebar). Unavailable entries stay listed, marked, with the reason."""
+    """Backbone and dataset menus (sidebar). Unavailable entries stay listed, marked, with the reason.
+
+    The backbone menu offers the backbones that read the chosen dataset's kind of data (images or
+    text); the dataset is drawn below it but known first, from the session or the address."""
     st.header("Network and data")
-    backbones = list_backbones(include_test=show_test_entries())
+    modality = dataset_modality(st.session_state.get("dataset") or given.get("dataset") or DEFAULT_DATASET)
+    backbones = list_backbones(include_test=show_test_entries(), modality=modality)
+    if st.session_state.get("backbone") not in (None, *backbones):  # the data changed kind: start over
+        del st.session_state["backbone"]
+    default = DEFAULT_BACKBONES[modality] if DEFAULT_BACKBONES[modality] in backbones else backbones[0]
     backbone = st.selectbox(
         "Pretrained backbone",
         backbones,
-        index=backbones.index(choose(backbones, given.get("backbone"), DEFAULT_BACKBONE, "backbone", ignored)),
+        index=backbones.index(choose(backbones, given.get("backbone"), default, "backbone", ignored)),
         format_func=lambda n: n if backbone_status(n)[0] else f"{n} (not available here)",
         key="backbone",
     )
@@ -131,7 +146,8 @@ def source_ui(given: dict, ignored: list[str], sid: str) -> dict:
 
 
 def advanced_ui(backbone: str, defaults: dict, ignored: list[str]) -> dict:
-    """The optimisation settings most people leave alone, folded away (sidebar)."""
+    """The optimisation settings most people leave alone, folded away (sidebar); input size and
+    augmentation only for images."""
     spec = get_spec(backbone)
     sizes = sorted({*INPUT_SIZES, spec.train_size, spec.input_size})
     default_size = choose(sizes, defaults.get("image_size"), spec.train_size, "px", ignored)
@@ -152,6 +168,8 @@ def advanced_ui(backbone: str, defaults: dict, ignored: list[str]) -> dict:
             key="head_lr_mult",
             help="The new head learns at learning rate x this; the blocks at the learning rate.",
         )
+        if spec.modality == "text":
+            return {"lr": lr, "head_lr_mult": head_lr_mult, "image_size": None, "augment": False}
         image_size = st.select_slider(
             "Input size (pixels)",
             sizes,
@@ -203,8 +221,9 @@ def experiment_ui(backbone: str, num_classes: int, defaults: dict, ignored: list
             f"{count(summary.parameters.sum())}). Frozen: {frozen}. The scratch arm trains everything."
         )
     with size_col:
+        examples = "texts" if spec.modality == "text" else "images"
         per_class = st.select_slider(
-            "Dataset size: training images per class",
+            f"Dataset size: training {examples} per class",
             options=SIZES,
             value="all" if defaults["per_class"] is None else choose(SIZES, defaults["per_class"], 10, "n", ignored),
             key="per_class",

@@ -15,6 +15,7 @@ from dashboard.live import curves_ui, run_title, x_axis_ui
 from dashboard.uploads import dataset_label
 from transferlab import plots
 from transferlab.config import DEFAULT_STEPS
+from transferlab.datasets import dataset_modality
 from transferlab.export import kept_model, load_model
 from transferlab.jobs import FAILED, Job
 from transferlab.store import RunStore
@@ -76,8 +77,8 @@ def exported(path: str, version: float, suffix: str) -> bytes:
 
 def take_away_ui(job: Job) -> None:
     """Download the fine-tuned network as ONNX or TorchScript, its preprocessing inside."""
-    if "finetune" not in job.outcome.arms:
-        return
+    if "finetune" not in job.outcome.arms or dataset_modality(job.config.dataset) != "image":
+        return  # only image classifiers are exported
     st.markdown("#### Take the fine-tuned model away")
     path = kept_model(job.outcome.key)
     if path is None:
@@ -116,6 +117,11 @@ def details_ui(job: Job) -> None:
             col.plotly_chart(fig, theme=None, key=f"job{job.id}-confusion-{arm}")
     with mistakes:
         for arm, (images, truth, preds) in outcome.mistakes.items():
+            if images.dtype.kind == "U":  # a text dataset: the texts themselves
+                st.markdown(f"**{arm}: test texts it gets wrong**")
+                wrong = {"text": images, "true": [classes[t] for t in truth], "predicted": [classes[p] for p in preds]}
+                st.dataframe(pd.DataFrame(wrong), hide_index=True, key=f"job{job.id}-mistakes-{arm}")
+                continue
             title = f"{arm}: test images it gets wrong"
             fig = plots.misclassified_grid(torch.from_numpy(images), truth, preds, classes, title=title)
             st.plotly_chart(fig, theme=None, key=f"job{job.id}-mistakes-{arm}")

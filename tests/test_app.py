@@ -432,3 +432,25 @@ def test_the_transfer_map_fills_from_the_queue_and_the_store():
     again.select_slider(key="map_steps").set_value(15).run()
     again.button(key="map_run").click().run()
     assert "12 of 12 runs finished (12 from the run store)" in str(again.get("progress")[0].proto.text)
+
+
+def test_choosing_the_text_dataset_offers_the_text_backbones_and_shows_mistakes_as_text(app):
+    app.selectbox(key="dataset").set_value("wordnet").run()
+    assert app.selectbox(key="backbone").options == ["minilm_l6", "test_tiny_text"]
+    assert app.selectbox(key="backbone").value == "minilm_l6"
+    assert "Augmentation (flips, scales, shifts)" not in [t.label for t in app.toggle]
+    assert "tfidf" in text(app)
+    app.selectbox(key="backbone").set_value("test_tiny_text").run()
+    app.select_slider(key="per_class").set_value(5).run()
+    app.select_slider(key="steps").set_value(15).run()
+    assert not app.exception and not app.error
+    job = run_to_the_end(app)
+    assert job.status == DONE and job.arms == ("finetune", "scratch", "tfidf")
+    curves = {t["name"] for t in chart(app, f"job{job.id}-accuracy")["data"]}
+    assert {"finetune", "scratch", "tfidf"} <= curves
+    wrong = next(d.value for d in app.dataframe if "predicted" in d.value.columns)
+    texts, truth, _ = job.outcome.mistakes["finetune"]
+    assert list(wrong.text) == list(texts) and set(wrong.true) <= set(job.outcome.classes)
+    assert "Take the fine-tuned model away" not in text(app)  # only image classifiers are exported
+    app.selectbox(key="dataset").set_value("test_blobs").run()  # back to images: an image backbone again
+    assert "minilm_l6" not in app.selectbox(key="backbone").options and not app.exception

@@ -25,12 +25,15 @@ _EXPORTS = {
         "pixel_baseline",
         "transplant",
     ],
+    "baselines": ["BaselineRun"],
     "backbones": ["BackboneSpec", "BlockNet", "backbone_status", "create_backbone", "get_spec", "list_backbones"],
     "callbacks": ["Callback", "History", "Printer", "Record", "TqdmProgress"],
+    "choosing": ["BackboneChoice", "compare_backbones"],
     "comparison": ["ComparisonResult", "compare", "pretrain", "still_improving"],
     "config": ["ARMS", "Arm", "ExperimentConfig", "Plan", "plan"],
     "datasets": [
         "ImageDataset",
+        "dataset_modality",
         "dataset_status",
         "list_datasets",
         "load_dataset",
@@ -45,13 +48,16 @@ _EXPORTS = {
     "folders": ["load_image", "load_image_folder"],
     "freezing": ["freeze_to", "trainable_summary"],
     "jobs": ["Job", "JobQueue"],
+    "multitask": ["MultitaskResult", "compare_multitask"],
     "outcome": ["Outcome"],
     "predict": ["imagenet_classes", "predict_imagenet"],
     "run": ["Run"],
     "splits": ["ExperimentData", "prepare_data"],
     "store": ["RunStore"],
     "sweeps": ["layer_transfer", "sweep"],
+    "textnet": ["tokenize"],
     "transforms": ["augment_batch", "to_model_input"],
+    "zeroshot": ["ZeroShot", "encode_texts", "labels_worth", "zero_shot"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -181,6 +181,11 @@ def classifier_of(result: ComparisonResult, arm: str = "finetune") -> Classifier
     if arm not in result.runs:
         raise ConfigError(f"no arm {arm!r} in this result; choose one of {', '.join(result.runs)}")
     run, ds = result.runs[arm], result.data.dataset
+    if ds.modality != "image" or not hasattr(run, "model"):
+        raise ConfigError(
+            f"only image classifiers are exported (they take a photo); {arm} on {ds.name} is not one. "
+            "Keep a text model with torch.save(result.runs[arm].model.state_dict(), path)."
+        )
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(result.config).items()}
     return Classifier(
         run.model,
@@ -267,8 +272,9 @@ def kept_model(key: str) -> Path | None:
 
 def keep_model(result: ComparisonResult, key: str, arm: str = "finetune") -> Path | None:
     """Save `arm` of a finished comparison as data/cache/models/KEY.pt, then remove the oldest kept
-    models beyond `$TRANSFERLAB_KEEP_MODELS_MB` (default `KEEP_MB`). None when there is no such arm."""
-    if arm not in result.runs or result.stopped:
+    models beyond `$TRANSFERLAB_KEEP_MODELS_MB` (default `KEEP_MB`). None when there is no such arm
+    (or it reads text: only image classifiers are exported)."""
+    if arm not in result.runs or result.stopped or result.data.dataset.modality != "image":
         return None
     path = save_checkpoint(classifier_of(result, arm), data_dir() / "models" / f"{key}.pt")
     budget = int(os.environ.get("TRANSFERLAB_KEEP_MODELS_MB", KEEP_MB)) << 20

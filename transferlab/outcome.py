@@ -3,7 +3,7 @@
 `ComparisonResult` holds the trained networks and the dataset; a server that keeps every
 session's results cannot afford that. `Outcome` keeps only numbers and a few images: the result
 table, the history, the test labels and each arm's predictions (enough for per-class accuracy
-and confusion matrices), and up to `MISTAKES` misclassified test images per arm.
+and confusion matrices), and up to `MISTAKES` misclassified test images (or texts) per arm.
 
     >>> outcome = Outcome.of(compare(config))     # then the networks can go
     >>> outcome.verdict(), outcome.gap, outcome.per_class()
@@ -49,6 +49,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def examples(data, rows: np.ndarray) -> np.ndarray:
+    """Test examples `rows` of an experiment as they are shown: uint8 images, or the texts."""
+    if data.dataset.modality == "text":
+        test_rows = data.rows["test"].tolist()
+        return np.array([data.dataset.test_texts[test_rows[i]] for i in rows], dtype=str)
+    return data.test_images[rows].cpu().numpy()
+
+
 @dataclass
 class Outcome(Verdicts):
     """One comparison's results, without networks or datasets.
@@ -59,7 +67,8 @@ class Outcome(Verdicts):
         history: every record (the tidy table `plots.learning_curves` takes).
         classes: the dataset's class names; `labels` the test split's labels, `predictions`
             each arm's predicted labels for the same images.
-        mistakes: per arm, (images, labels, predictions) of up to `MISTAKES` test images it got wrong.
+        mistakes: per arm, (images, labels, predictions) of up to `MISTAKES` test images it got
+            wrong; for a text dataset the "images" are the texts (an array of str).
         stopped: ended early by a stop request (no verdict).
         device, versions, elapsed: where and with what it ran, and its wall time in seconds.
     """
@@ -89,7 +98,7 @@ class Outcome(Verdicts):
             preds = run.test_predictions.cpu().numpy()
             wrong = np.flatnonzero(preds != labels)[:MISTAKES]
             predictions[arm] = preds
-            mistakes[arm] = (data.test_images[wrong].cpu().numpy(), labels[wrong], preds[wrong])
+            mistakes[arm] = (examples(data, wrong), labels[wrong], preds[wrong])
         device = str(result.table.device.iloc[0]) if "device" in result.table else ""
         return cls(
             config=result.config,

@@ -20,18 +20,23 @@ def learning_curves(
         history: records as a table (`ComparisonResult.history` or `History().frame()`).
         x: "step", "epoch", "seconds" or "images_seen".
         metric: "accuracy" or "loss".
+
+    An arm measured once (a baseline such as "tfidf", fitted in one go) is a dashed level across
+    the whole axis instead of a curve.
     """
     fig = go.Figure()
+    span = [0, history[x].max()] if len(history) else [0, 1]
     for i, (arm, rows) in enumerate(history.groupby("arm", sort=False)):
         colour = _colour(arm, i)
         curve = rows[rows.split == "val"]
+        level = len(curve) == 1
         fig.add_trace(
             go.Scatter(
-                x=curve[x],
-                y=curve[metric],
-                mode="lines+markers",
+                x=span if level else curve[x],
+                y=list(curve[metric]) * 2 if level else curve[metric],
+                mode="lines" if level else "lines+markers",
                 name=arm,
-                line=dict(color=colour, width=3),
+                line=dict(color=colour, width=3, dash="dash" if level else None),
                 legendgroup=arm,
             )
         )
