@@ -66,14 +66,14 @@ def equivalent_depth(config: ExperimentConfig, backbone: str) -> int:
 @torch.no_grad()
 def prediction_speed(backbone: str, size: int, device: torch.device | str = "cpu", batch: int = 64) -> float:
     """Images per second through the whole network (random init, eval mode, float32) at `size`
-    pixels on `device`: what each prediction costs once the model is trained. The best of three
+    pixels on `device`: what each prediction costs once the model is trained. The best of five
     timed batches, after one untimed pass that allocates."""
     model = create_backbone(backbone, num_classes=10, pretrained=False).eval().to(device)
     model.to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     model(x).sum().item()
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):
         started = time.perf_counter()
         model(x).sum().item()  # .item() waits for the device to finish
         best = min(best, time.perf_counter() - started)

@@ -46,7 +46,7 @@ def backbone_choice(table: pd.DataFrame, x: str = "seconds", title: str | None =
             )
         )
     fig.update_layout(
-        title=title or "Which backbone? Test accuracy against cost (bars: standard deviation over seeds)",
+        title=title or "Accuracy against cost (bars: std over seeds)",
         xaxis_title=COST_TITLES.get(x, x),
         yaxis_title=AXIS_TITLES["accuracy"],
         showlegend=False,
@@ -55,6 +55,10 @@ def backbone_choice(table: pd.DataFrame, x: str = "seconds", title: str | None =
     fig.update_yaxes(tickformat=".0%")
     if x == "parameters":
         fig.update_xaxes(type="log")
+    else:  # room for the names beside the first and last points
+        low, high = float(table[x].min()), float(table[x].max())
+        pad = 0.2 * (high - low) or 0.2 * abs(high) or 1.0
+        fig.update_xaxes(range=[low - pad, high + pad])
     return fig
 
 
@@ -77,6 +81,7 @@ def multitask_bars(table: pd.DataFrame, title: str | None = None) -> go.Figure:
                 marker_color=SETTING_COLOURS.get(setting, _colour(setting, i)),
                 text=[f"{a:.1%}" for a in stats["mean"]],
                 textposition="inside",
+                insidetextanchor="middle",
                 error_y=dict(
                     type="data",
                     symmetric=False,
@@ -87,7 +92,7 @@ def multitask_bars(table: pd.DataFrame, title: str | None = None) -> go.Figure:
             )
         )
     fig.update_layout(
-        title=title or "Each task alone and together (mean over seeds, bars from min to max)",
+        title=title or "Alone and together (bars: min to max over seeds)",
         barmode="group",
         xaxis_title="task",
         yaxis_title=AXIS_TITLES["accuracy"],
