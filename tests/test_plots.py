@@ -88,3 +88,18 @@ def test_transfer_points_average_seeds_at_one_place_and_count_them():
     assert list(trace.x) == [10, 100] and list(trace.y) == [4, 9]  # "all" (None) has no place on a log axis
     assert list(trace.text) == ["+30", "-5"] and list(trace.customdata) == [2, 1]
     assert trace.marker.cmid == 0 and trace.marker.cmax == pytest.approx(0.30)
+
+
+def test_an_arm_measured_once_is_a_dashed_level_and_levels_sit_beside_curves():
+    history = pd.DataFrame(
+        {"arm": ["finetune"] * 3 + ["tfidf"], "step": [10, 20, 30, 30], "split": "val",
+         "accuracy": [0.2, 0.4, 0.5, 0.3], "loss": 1.0}
+    )  # fmt: skip
+    fig = plots.learning_curves(history)
+    level = next(t for t in fig.data if t.name == "tfidf")
+    assert level.line.dash == "dash" and list(level.x) == [0, 30] and list(level.y) == [0.3, 0.3]
+    assert next(t for t in fig.data if t.name == "finetune").line.dash is None
+    table = pd.DataFrame({"arm": "finetune", "per_class": [2, 8, 32], "test_accuracy": [0.5, 0.7, 0.8]})
+    fig = plots.accuracy_against(table, x="per_class", levels={"zero-shot (names)": 0.6})
+    zero = next(t for t in fig.data if t.name == "zero-shot (names)")
+    assert list(zero.x) == [2, 32] and list(zero.y) == [0.6, 0.6] and zero.line.dash == "dash"

@@ -129,3 +129,17 @@ def test_labels_worth_reads_the_few_shot_curve():
     assert labels_worth(0.6, table) == pytest.approx(5.0)
     assert labels_worth(0.7, table) == pytest.approx(5 + 15 * 0.1 / 0.2)
     assert labels_worth(0.2, table) == 1.0 and labels_worth(0.9, table) is None
+
+
+def test_the_command_line_runs_zero_shot_and_a_text_comparison(capsys):
+    from transferlab.__main__ import main
+
+    assert main(["zeroshot", "--dataset", "wordnet", "--prompts", "descriptions", "--test-per-class", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "zero-shot (descriptions) on 50 test examples of wordnet" in out and "animal" in out
+    args = ["compare", "--dataset", "wordnet", "--backbone", "test_tiny_text", "--per-class", "3", "--freeze-depth",
+            "1", "--steps", "4", "--arms", "finetune,tfidf", "--json"]  # fmt: skip
+    assert main(args) == 0
+    assert '"tfidf"' in capsys.readouterr().out
+    assert main(["compare", "--dataset", "wordnet"]) == 2
+    assert "choose a text backbone: minilm_l6" in capsys.readouterr().err

@@ -323,3 +323,16 @@ def test_an_arm_still_improving_at_the_end_of_its_budget_is_flagged(tiny):
     result = compare(replace(tiny, epochs=None, steps=4, lr=1e-3), arms=["scratch"])
     flagged = result.improving() == ["scratch"]
     assert flagged == ("still improving" in result.verdict())
+
+
+def test_the_pixels_arm_is_the_raw_pixel_baseline_inside_a_comparison(tiny):
+    from transferlab import pixel_baseline
+
+    result = compare(tiny, ("finetune", "pixels"))
+    row = result.table.set_index("arm").loc["pixels"]
+    assert row.test_accuracy == pytest.approx(pixel_baseline(tiny)["test_accuracy"])
+    assert row.trainable_params == 0 and result.runs["pixels"].test_predictions.shape == result.data.test_labels.shape
+    records = result.history[result.history.arm == "pixels"]
+    assert list(records.split) == ["train", "val", "test"] and set(records.step) == {result.runs["finetune"].plan.steps}
+    with pytest.raises(ConfigError, match="does not apply to image data; use pixels"):
+        compare(tiny, ("tfidf",))

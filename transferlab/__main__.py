@@ -82,13 +82,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.precision,
         help="auto: bfloat16 where the hardware is fast at it; fp32: the same numbers on every CPU",
     )
-    c.add_argument("--arms", default="finetune,scratch", help="comma-separated: finetune, scratch, probe")
+    c.add_argument(
+        "--arms",
+        default="finetune,scratch",
+        help="comma-separated: finetune, scratch, probe, and the cheap baselines pixels (images) or tfidf (text)",
+    )
     c.add_argument(
         "--export",
         metavar="PATH",
         help="save the fine-tuned model: .onnx, .torchscript, or .pt (a checkpoint for load_model)",
     )
     c.add_argument("--json", action="store_true", help="print a JSON result on stdout (progress goes to stderr)")
+
+    z = sub.add_parser("zeroshot", help="classify a test split with no labels at all (text, or fashion_mnist)")
+    z.add_argument("--dataset", default="wordnet")
+    z.add_argument("--backbone", default=None, help="default: minilm_l6 for text, efficientnet_lite0 for images")
+    z.add_argument(
+        "--prompts",
+        choices=("names", "descriptions"),
+        default="names",
+        help="text: compare with each class's name, or with a sentence describing it (wordnet)",
+    )
+    z.add_argument("--test-per-class", type=int, default=d.test_per_class)
+    z.add_argument("--size", type=int, default=None, help="images: input size (default: the weights' own)")
 
     r = sub.add_parser("runs", help="list the comparisons in the run store, or export them as CSV")
     r.add_argument("--store", default=None, help="the store's file (default: $TRANSFERLAB_STORE, else data/cache)")
@@ -226,6 +242,21 @@ def cmd_predict(args) -> None:
             print(f"  {p:6.1%}  {name}")
 
 
+def cmd_zeroshot(args) -> None:
+    from .config import ExperimentConfig
+    from .datasets import dataset_modality
+    from .zeroshot import zero_shot
+
+    backbone = args.backbone or ("minilm_l6" if dataset_modality(args.dataset) == "text" else "efficientnet_lite0")
+    config = ExperimentConfig(dataset=args.dataset, backbone=backbone, test_per_class=args.test_per_class)
+    result = zero_shot(config, args.prompts, size=args.size)
+    print(f"{result.name} on {len(result.labels):,} test examples of {args.dataset}: {result.accuracy:.1%}")
+    for c, (name, prompts) in enumerate(result.prompts.items()):
+        mask = result.labels == c
+        right = float((result.predictions[mask] == c).float().mean())
+        print(f"  {name:<14} {right:6.1%}  by {'; '.join(prompts)}")
+
+
 def cmd_compare(args) -> None:
     from .callbacks import Printer
     from .comparison import compare
@@ -295,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict}
         commands |= {"compare": cmd_compare, "runs": cmd_runs, "import": cmd_import, "remove": cmd_remove}
-        commands["sweep"] = cmd_sweep
+        commands |= {"sweep": cmd_sweep, "zeroshot": cmd_zeroshot}
         commands[args.command](args)
     except TransferlabError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -193,8 +193,12 @@ def accuracy_against(
     colour: str = "arm",
     log_x: bool = False,
     title: str | None = None,
+    levels: Mapping[str, float] | None = None,
 ) -> go.Figure:
-    """Lines of `y` against `x`, one per value of `colour`; mean and min-max band over seeds."""
+    """Lines of `y` against `x`, one per value of `colour`; mean and min-max band over seeds.
+
+    `levels`: name -> value, each drawn as a dashed level across the plot (e.g. a zero-shot
+    accuracy, which needs no labels, beside curves against labels per class)."""
     fig = go.Figure()
     for i, (name, rows) in enumerate(table.groupby(colour, sort=False)):
         stats = rows.groupby(x)[y].agg(["mean", "min", "max"]).reset_index()
@@ -221,6 +225,17 @@ def accuracy_against(
         yaxis_title=AXIS_TITLES.get(y, y),
         **LAYOUT,
     )
+    span = [table[x].min(), table[x].max()]
+    for name, value in (levels or {}).items():
+        fig.add_trace(
+            go.Scatter(
+                x=span,
+                y=[value, value],
+                mode="lines",
+                name=name,
+                line=dict(color=_colour(name, len(fig.data)), width=2, dash="dash"),
+            )
+        )
     if log_x:
         fig.update_xaxes(type="log")
     if "accuracy" in y:

@@ -9,6 +9,7 @@ ARM_COLOURS = {
     "scratch": "#d62728",
     "probe": "#2ca02c",
     "pixels": "#7f7f7f",
+    "tfidf": "#8c564b",
     "source": "#9467bd",
     "centroid": "#ff7f0e",
     "train": "#9e9e9e",
