@@ -183,3 +183,17 @@ def test_sweep_prints_the_map_and_a_second_call_trains_nothing(tmp_path, capsys)
     assert "8 rows; 8 from" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="give numbers like 0-9"):
         main(["sweep", "--depths", "a-b", "--store", store])
+
+
+def test_choose_and_multitask_from_the_command_line(capsys):
+    from transferlab.__main__ import main
+
+    tiny = ["--dataset", "test_blobs", "--per-class", "6", "--freeze-depth", "1", "--steps", "4", "--seeds", "0"]
+    assert main(["choose", *tiny, "--backbones", "test_tiny,labnet"]) == 0
+    out = capsys.readouterr().out
+    assert "test_tiny" in out and "labnet" in out and "predict_images_per_s" in out
+    assert main(["multitask", *tiny, "--backbone", "test_tiny", "--tasks", "0-1", "2-3"]) == 0
+    out = capsys.readouterr().out
+    assert "classes 0,1" in out and "classes 2,3" in out and "gain" in out
+    assert main(["multitask", *tiny, "--backbone", "test_tiny", "--tasks", "0-3"]) == 2
+    assert "at least two tasks" in capsys.readouterr().err

@@ -106,6 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--test-per-class", type=int, default=d.test_per_class)
     z.add_argument("--size", type=int, default=None, help="images: input size (default: the weights' own)")
 
+    for name, help_text in (
+        ("choose", "the same comparison per backbone, on the same data and budget: accuracy against cost"),
+        ("multitask", "one network with a head per task against each task alone (tasks: sets of classes)"),
+    ):
+        m = sub.add_parser(name, help=help_text)
+        m.add_argument("--dataset", default=d.dataset)
+        m.add_argument("--per-class", type=_per_class, default=d.per_class)
+        m.add_argument("--freeze-depth", type=int, default=6)
+        m.add_argument("--steps", type=int, default=None, help=f"training budget (default {DEFAULT_STEPS})")
+        m.add_argument("--seeds", type=_ints, default=[0, 1], help="e.g. 0,1 or 0-2: the spread to judge by")
+    choose, multitask = sub.choices["choose"], sub.choices["multitask"]
+    choose.add_argument(
+        "--backbones",
+        default="efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,mobilenet_v3_small,resnet18",
+        help="comma-separated; those without weights here are skipped, with the reason",
+    )
+    multitask.add_argument("--backbone", default=d.backbone)
+    multitask.add_argument(
+        "--tasks", nargs="+", type=_ints, default=[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], metavar="CLASSES",
+        help="each task's classes, e.g. --tasks 0-4 5-9 (the default: the two halves of the dataset)",
+    )  # fmt: skip
+
     r = sub.add_parser("runs", help="list the comparisons in the run store, or export them as CSV")
     r.add_argument("--store", default=None, help="the store's file (default: $TRANSFERLAB_STORE, else data/cache)")
     r.add_argument("--csv", default=None, metavar="PATH", help="write a row per comparison and arm to PATH")
@@ -257,6 +279,37 @@ def cmd_zeroshot(args) -> None:
         print(f"  {name:<14} {right:6.1%}  by {'; '.join(prompts)}")
 
 
+def cmd_choose(args) -> None:
+    from .choosing import compare_backbones
+    from .config import ExperimentConfig
+
+    config = ExperimentConfig(
+        dataset=args.dataset, per_class=args.per_class, freeze_depth=args.freeze_depth, steps=args.steps
+    )
+    choice = compare_backbones(config, args.backbones.split(","), seeds=args.seeds)
+    for name, why in choice.skipped.items():
+        print(f"skipped {name}: {why}")
+    columns = ["backbone", "parameters", "freeze_depth", "test_accuracy", "test_accuracy_spread", "seconds"]
+    print(choice.table[[*columns, "predict_images_per_s"]].round(3).to_string(index=False))
+
+
+def cmd_multitask(args) -> None:
+    from .config import ExperimentConfig
+    from .multitask import compare_multitask
+
+    config = ExperimentConfig(
+        dataset=args.dataset,
+        backbone=args.backbone,
+        per_class=args.per_class,
+        freeze_depth=args.freeze_depth,
+        steps=args.steps,
+    )
+    tasks = {f"classes {','.join(map(str, c))}": {"classes": tuple(c)} for c in args.tasks}
+    result = compare_multitask(config, tasks, seeds=args.seeds)
+    print(result.gains().round(3).to_string())
+    print("gain: together minus alone (test accuracy), its mean, min and max over the seeds")
+
+
 def cmd_compare(args) -> None:
     from .callbacks import Printer
     from .comparison import compare
@@ -326,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict}
         commands |= {"compare": cmd_compare, "runs": cmd_runs, "import": cmd_import, "remove": cmd_remove}
-        commands |= {"sweep": cmd_sweep, "zeroshot": cmd_zeroshot}
+        commands |= {"sweep": cmd_sweep, "zeroshot": cmd_zeroshot, "choose": cmd_choose, "multitask": cmd_multitask}
         commands[args.command](args)
     except TransferlabError as error:
         print(f"error: {error}", file=sys.stderr)
