@@ -341,6 +341,7 @@ def workload_note(config: ExperimentConfig, facts: dict, dev: torch.device) -> s
     per_test = config.test_per_class  # the engine takes the whole test split when a class has fewer
     tested = per_test * classes if per_test and per_test <= facts["smallest_test_class"] else facts["test"]
     note = f"Each arm: {budget.describe()}; {tested:,} test images."
-    if dev.type == "cpu" and budget.images > LONG_RUN_IMAGES:
+    text = dataset_modality(config.dataset) == "text"  # a BERT layer costs far more than a 64 px image
+    if dev.type == "cpu" and (text or budget.images > LONG_RUN_IMAGES):
         note += " That takes minutes on a CPU: Stop ends it any time."
     return note

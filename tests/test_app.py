@@ -444,6 +444,7 @@ def test_choosing_the_text_dataset_offers_the_text_backbones_and_shows_mistakes_
     app.select_slider(key="per_class").set_value(5).run()
     app.select_slider(key="steps").set_value(15).run()
     assert not app.exception and not app.error
+    assert any("That takes minutes on a CPU" in c.value for c in app.caption)  # text layers are slow on a CPU
     job = run_to_the_end(app)
     assert job.status == DONE and job.arms == ("finetune", "scratch", "tfidf")
     curves = {t["name"] for t in chart(app, f"job{job.id}-accuracy")["data"]}
