@@ -81,15 +81,11 @@ class ImageDataset:
         return "text" if self.train_texts else "image"
 
     def __repr__(self) -> str:
-        if self.modality == "text":
-            return (
-                f"ImageDataset({self.name!r}, text, {self.num_classes} classes, train {len(self.train_labels)}, "
-                f"test {len(self.test_labels)}, {self.train_images.shape[1]} tokens, from {self.source})"
-            )
-        c, h, w = self.train_images.shape[1:]
+        shape = self.train_images.shape[1:]  # (C, H, W), or (tokens,) for text
+        inputs = f"text of {shape[0]} tokens" if self.modality == "text" else "x".join(map(str, shape))
         return (
             f"ImageDataset({self.name!r}, {self.num_classes} classes, train {len(self.train_labels)}, "
-            f"test {len(self.test_labels)}, {c}x{h}x{w}, from {self.source})"
+            f"test {len(self.test_labels)}, {inputs}, from {self.source})"
         )
 
 
