@@ -1,0 +1,148 @@
+"""The one yardstick: intervals checked against textbook oracles, verdicts that call a tie a tie."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from transferlab.comparison import still_improving
+from transferlab.config import ExperimentConfig
+from transferlab.outcome import Outcome
+from transferlab.stats import best_within_noise, difference_in, paired_difference, seed_difference, spread
+
+CURVES = Path(__file__).parent / "data" / "curves.csv"
+
+
+def correctness(n: int, both: int, only_a: int, only_b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two arms' right/wrong answers on n examples: both right, only a right, only b right, rest wrong."""
+    a = np.zeros(n, bool)
+    b = np.zeros(n, bool)
+    a[:both] = b[:both] = True
+    a[both : both + only_a] = True
+    b[both + only_a : both + only_a + only_b] = True
+    return a, b
+
+
+def test_paired_interval_matches_the_normal_approximation_of_the_paired_difference():
+    a, b = correctness(2000, 1200, 140, 100)
+    d = paired_difference(a, b, "a", "b")
+    diff = (a.astype(int) - b.astype(int)).astype(float)
+    se = diff.std(ddof=0) / np.sqrt(len(diff))  # the textbook standard error of a mean of paired differences
+    assert d.estimate == pytest.approx(0.02)
+    assert d.low == pytest.approx(0.02 - 1.96 * se, abs=0.002) and d.high == pytest.approx(0.02 + 1.96 * se, abs=0.002)
+    # Pairing matters: an unpaired binomial interval of the same two accuracies is much wider.
+    pa, pb = a.mean(), b.mean()
+    unpaired = 1.96 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / len(a))
+    assert d.high - d.low < 0.6 * 2 * unpaired
+
+
+def test_lesson_2s_one_point_win_is_a_tie_and_a_large_gap_is_a_win():
+    # 2 000 test images, probe 68.9 % and finetune 67.9 %: about 8 % of images split the two arms.
+    probe, finetune = correctness(2000, 1278, 100, 80)
+    d = paired_difference(probe, finetune, "probe", "finetune")
+    assert d.estimate == pytest.approx(0.01) and d.low < 0 < d.high and d.winner is None
+    assert d.sentence().startswith("probe and finetune are within noise of each other (difference +1.0 points")
+    big = paired_difference(*correctness(2000, 600, 700, 40), "finetune", "scratch")
+    assert big.winner == "finetune" and big.sentence().startswith("finetune beats scratch by 33.0 points (95% interval")
+    lost = paired_difference(*correctness(2000, 600, 40, 700), "finetune", "scratch")
+    assert lost.winner == "scratch" and lost.sentence().startswith("scratch beats finetune by 33.0 points")
+    assert lost.low < lost.high < 0
+
+
+def test_identical_answers_are_a_tie_with_an_empty_interval():
+    a = np.array([True, False, True, True])
+    d = paired_difference(a, a)
+    assert (d.estimate, d.low, d.high, d.beyond_noise) == (0, 0, 0, False)
+
+
+def test_paired_intervals_are_the_same_every_time():
+    a, b = correctness(500, 300, 30, 20)
+    assert paired_difference(a, b) == paired_difference(a, b)
+
+
+def test_seed_intervals_match_scipys_t_tests():
+    a = {0: 0.70, 1: 0.72, 2: 0.69, 3: 0.71}
+    b = {0: 0.66, 1: 0.70, 2: 0.64, 3: 0.69}
+    paired = seed_difference(a, b)
+    ci = scipy_stats.ttest_rel(list(a.values()), list(b.values())).confidence_interval(0.95)
+    assert (paired.low, paired.high) == pytest.approx((ci.low, ci.high)) and "paired by seed" in paired.method
+    c = {5: 0.60, 6: 0.66, 7: 0.62}
+    welch = seed_difference(a, c)
+    ci = scipy_stats.ttest_ind(list(a.values()), list(c.values()), equal_var=False).confidence_interval(0.95)
+    assert (welch.low, welch.high) == pytest.approx((ci.low, ci.high)) and "unpaired" in welch.method
+    with pytest.raises(ValueError, match="at least two seeds"):
+        seed_difference({0: 0.5}, {0: 0.4})
+
+
+def test_a_paired_seed_difference_that_keeps_its_sign_can_be_real_where_the_spread_says_noise():
+    # Lesson 11's case: together minus alone -4.0 and -3.8 on two seeds, alone varying by 4 points.
+    alone, together = {0: 0.80, 1: 0.76}, {0: 0.76, 1: 0.722}
+    d = seed_difference(together, alone, "together", "alone")
+    assert d.estimate == pytest.approx(-0.039) and d.winner == "alone"
+
+
+def test_a_tidy_tables_arms_are_compared_paired_by_seed():
+    table = pd.DataFrame(
+        [
+            {"arm": arm, "seed": s, "test_accuracy": acc}
+            for arm, accs in {"x": (0.8, 0.7, 0.9), "y": (0.7, 0.6, 0.8)}.items()
+            for s, acc in enumerate(accs)
+        ]
+    )
+    d = difference_in(table, "x", "y")
+    assert d.estimate == pytest.approx(0.1) and d.low == pytest.approx(0.1) and d.winner == "x"
+    with pytest.raises(ValueError, match="no rows with arm == 'z'"):
+        difference_in(table, "x", "z")
+
+
+def test_spread_is_the_standard_deviation():
+    import statistics
+
+    values = [0.61, 0.64, 0.7]
+    assert spread(values) == pytest.approx(statistics.stdev(values)) and spread([0.5]) == 0.0
+
+
+def test_the_best_setting_and_those_within_noise_of_it_are_chosen_on_what_is_asked():
+    rows = [
+        {"depth": k, "seed": s, "val_accuracy": v, "test_accuracy": 1 - v}
+        for k, per_seed in {3: [0.70, 0.72, 0.71], 6: [0.71, 0.72, 0.72], 9: [0.60, 0.61, 0.62]}.items()
+        for s, v in enumerate(per_seed)
+    ]
+    table = best_within_noise(pd.DataFrame(rows), by="depth")
+    assert table.depth.tolist() == [6, 3, 9] and table.ties_best.tolist() == [True, True, False]
+    assert table.spread.iloc[0] == pytest.approx(np.std([0.71, 0.72, 0.72], ddof=1))
+
+
+def outcome(predictions: dict[str, np.ndarray], labels: np.ndarray) -> Outcome:
+    table = pd.DataFrame(
+        [{"arm": a, "test_accuracy": float((p == labels).mean()), "seconds": 1.0} for a, p in predictions.items()]
+    )
+    history = pd.DataFrame(columns=["arm", "epoch", "step", "split", "loss", "accuracy", "images_seen", "seconds"])
+    return Outcome(ExperimentConfig(), tuple(predictions), table, history, ("a", "b"), labels, predictions, {})
+
+
+def test_the_verdict_calls_a_tie_a_tie_and_names_the_interval():
+    labels = np.zeros(2000, dtype=np.int64)
+    probe, finetune = correctness(2000, 1278, 100, 80)
+    result = outcome({"probe": (~probe).astype(np.int64), "finetune": (~finetune).astype(np.int64)}, labels)
+    text = result.verdict()
+    assert "within noise of each other" in text and "beats" not in text and "95% interval" in text
+    scratch = np.ones(2000, dtype=np.int64)
+    scratch[:500] = 0
+    result = outcome({"finetune": (~finetune).astype(np.int64), "scratch": scratch}, labels)
+    assert result.verdict().startswith("finetune beats scratch by 42.9 points (95% interval")
+
+
+def test_still_improving_fires_on_real_rising_curves_under_the_cosine_schedule_and_not_on_plateaus():
+    # Recorded runs of EfficientNet-Lite0 on Fashion-MNIST, 10 per class, k = 4 (lesson 2's setting):
+    # 60 steps for each arm, and scratch again with 600 steps.
+    curves = pd.read_csv(CURVES)
+    lesson = curves[curves.run == "lesson2"]
+    assert still_improving(lesson, "scratch")  # 10 % -> 33 %, most of it in the second half
+    assert not still_improving(lesson, "finetune") and not still_improving(lesson, "probe")  # level by a third
+    assert not still_improving(curves[curves.run == "scratch600"], "scratch")  # ten times the steps: levelled
+    # The old rule (last point the best, 2 points above the point two thirds in) missed the rising one.
+    acc = lesson[lesson.arm == "scratch"].accuracy.to_numpy()
+    assert not (acc[-1] >= acc.max() and acc[-1] - acc[round(len(acc) * 2 / 3) - 1] >= 0.02)
