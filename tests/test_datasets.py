@@ -121,7 +121,7 @@ def test_online_dataset_offline_gives_an_actionable_error(tmp_path, monkeypatch)
     ok, why = tds.dataset_status("cifar10")
     assert not ok and str(tmp_path) in why
     with pytest.raises(Unavailable, match="TRANSFERLAB_DATA"):
-        tds._load_cached.__wrapped__("cifar10", None)
+        tds._load_cached.__wrapped__("cifar10", None, "1")
 
 
 def test_online_dataset_is_read_from_its_tensor_cache(tmp_path, monkeypatch):
@@ -134,7 +134,7 @@ def test_online_dataset_is_read_from_its_tensor_cache(tmp_path, monkeypatch):
         path,
     )
     assert tds.dataset_status("eurosat")[0]
-    assert torch.equal(tds._load_cached.__wrapped__("eurosat", None).train_images, ds.train_images)
+    assert torch.equal(tds._load_cached.__wrapped__("eurosat", None, "1").train_images, ds.train_images)
 
 
 def test_unknown_dataset_names_the_choices():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from .imports import imported_path, list_imported, load_imported, read_manifest
 __all__ = [
     "ImageDataset",
     "dataset_status",
+    "dataset_version",
     "list_datasets",
     "load_dataset",
     "select_classes",
@@ -47,6 +49,7 @@ FASHION_CLASSES = (
     "Bag",
     "Ankle boot",
 )
+BUILTIN_VERSION = "1"  # a built-in set's content never changes under its name
 # Photos (a folder's, or a downloaded photo dataset's) are stored at this size, resized per batch later.
 FOLDER_IMAGE_SIZE = 128
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -71,6 +74,7 @@ class ImageDataset:
     skipped: tuple[str, ...] = ()  # files that could not be read, each with why
     train_texts: tuple[str, ...] = ()
     test_texts: tuple[str, ...] = ()
+    version: str = ""  # what `dataset_version` said when it was loaded: results and caches are keyed by it
 
     @property
     def num_classes(self) -> int:
@@ -175,22 +179,43 @@ def dataset_status(name: str) -> tuple[bool, str]:
 
 
 def load_dataset(name: str, root: str | Path | None = None) -> ImageDataset:
-    """Load a registered dataset (cached in memory for the life of the process).
+    """Load a registered dataset (cached in memory while its version stays the same).
 
     Args:
         name: a name from `list_datasets()`.
         root: for `image_folder`, the folder of class sub-folders (or of train/ and test/).
     """
     _entry(name)
-    if name not in _REGISTRY:  # an imported set, cached by when it was written: a re-import is reloaded
-        return _load_cached(name, str(read_manifest(imported_path(name))["created"]))
-    return _load_cached(name, None if root is None else str(Path(root).expanduser().resolve()))
+    folder = None if root is None or name != "image_folder" else str(Path(root).expanduser().resolve())
+    return _load_cached(name, folder, dataset_version(name, root))
+
+
+def dataset_version(name: str, root: str | Path | None = None) -> str:
+    """What identifies the dataset's content now, cheaply: a constant for a built-in set, the
+    import time of an imported set, a digest of every file's path, size and modification time
+    for a folder. Results, feature caches and kept models are keyed by it, so a set changed under
+    the same name is never answered from what was computed on the old one."""
+    _entry(name)
+    if name not in _REGISTRY:
+        return f"imported {read_manifest(imported_path(name))['created']!r}"
+    if name != "image_folder" or root is None:
+        return BUILTIN_VERSION
+    digest = hashlib.sha1()
+    folder = Path(root).expanduser().resolve()
+    for path in sorted(folder.rglob("*")):
+        try:
+            stat = path.stat()
+        except OSError:  # a dangling link: the loader skips it too
+            continue
+        if path.is_file():
+            digest.update(f"{path.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return f"folder {digest.hexdigest()[:16]}"
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(name: str, root: str | None) -> ImageDataset:
+def _load_cached(name: str, root: str | None, version: str) -> ImageDataset:
     loader = _entry(name)[1]
-    return loader(root) if name == "image_folder" else loader()
+    return replace(loader(root) if name == "image_folder" else loader(), version=version)
 
 
 def _entry(name: str):

@@ -22,19 +22,24 @@ import pandas as pd
 
 from .comparison import ComparisonResult, Verdicts
 from .config import ExperimentConfig
+from .datasets import dataset_version as current_version
 
 __all__ = ["MISTAKES", "Outcome", "comparison_key", "package_versions"]
 
 MISTAKES = 12  # misclassified test images kept per arm: one row of the dashboard's grid, twice
 
 
-def comparison_key(config: ExperimentConfig, arms: tuple[str, ...]) -> str:
+def comparison_key(config: ExperimentConfig, arms: tuple[str, ...], dataset_version: str | None = None) -> str:
     """What decides a comparison's numbers, as a short hash: equal keys train to equal results.
 
     Two students who ask for the same configuration, seed and arms get the same key, so the second
-    joins or reuses the first's comparison instead of training it again.
+    joins or reuses the first's comparison instead of training it again. The dataset's version
+    (default: what `dataset_version` says now) is part of it: a set re-imported or edited under
+    the same name trains anew.
     """
-    text = json.dumps({"config": asdict(config), "arms": list(arms)}, sort_keys=True, default=str)
+    version = dataset_version if dataset_version is not None else current_version(config.dataset, config.root)
+    what = {"config": asdict(config), "arms": list(arms), "dataset_version": version}
+    text = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -71,6 +76,7 @@ class Outcome(Verdicts):
             wrong; for a text dataset the "images" are the texts (an array of str).
         stopped: ended early by a stop request (no verdict).
         device, versions, elapsed: where and with what it ran, and its wall time in seconds.
+        dataset_version: the dataset's version it ran on (`datasets.dataset_version`).
     """
 
     config: ExperimentConfig
@@ -85,6 +91,7 @@ class Outcome(Verdicts):
     device: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     elapsed: float = 0.0
+    dataset_version: str = ""
 
     @classmethod
     def of(cls, result: ComparisonResult, elapsed: float = 0.0) -> Outcome:
@@ -113,11 +120,15 @@ class Outcome(Verdicts):
             device=device,
             versions=package_versions(),
             elapsed=round(elapsed, 2),
+            dataset_version=data.dataset.version,
         )
 
     @property
     def key(self) -> str:
-        return comparison_key(self.config, self.arms)
+        return comparison_key(self.config, self.arms, self.dataset_version)
+
+    def correct(self, arm: str) -> np.ndarray:
+        return np.asarray(self.predictions[arm]) == np.asarray(self.labels)
 
     def per_class(self) -> pd.DataFrame:
         """Test accuracy per class and arm: a row per (arm, class)."""

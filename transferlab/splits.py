@@ -26,8 +26,8 @@ __all__ = ["ExperimentData", "prepare_data", "val_count"]
 @dataclass(frozen=True, eq=False)
 class ExperimentData:
     """The three splits of one experiment. `rows` are each split's indices into the dataset's
-    train (for "train" and "val") or test images; `keys` name each split's images (dataset and
-    rows) for the feature cache: equal keys, equal images."""
+    train (for "train" and "val") or test images; `keys` name each split's images (dataset, its
+    version and rows) for the feature cache: equal keys, equal images."""
 
     dataset: ImageDataset
     train_images: torch.Tensor
@@ -70,7 +70,7 @@ def prepare_data(config: ExperimentConfig, device: torch.device | str = "cpu") -
         train_labels = torch.where(noisy, torch.randint(ds.num_classes, (len(train),), generator=g), train_labels)
 
     def key(split: str, rows: torch.Tensor) -> str:
-        return f"{ds.name}:{config.root}:{split}:{hashlib.sha1(rows.numpy().tobytes()).hexdigest()[:12]}"
+        return f"{ds.name}:{ds.version}:{config.root}:{split}:{hashlib.sha1(rows.numpy().tobytes()).hexdigest()[:12]}"
 
     return ExperimentData(
         dataset=ds,
