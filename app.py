@@ -49,7 +49,7 @@ def dashboard() -> None:
 
     with st.sidebar:
         source = source_ui(given, ignored, sid)
-        advanced = advanced_ui(source["backbone"], defaults, ignored)
+        advanced, tune_scratch = advanced_ui(source["backbone"], defaults, ignored)
         st.divider()
         st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} comparison(s) running or waiting.")
         st.markdown(f"[Transfer map: a grid of comparisons](?view=map&sid={sid})")
@@ -76,7 +76,8 @@ def dashboard() -> None:
     config = ExperimentConfig(
         dataset=source["dataset"], backbone=source["backbone"], root=source["root"], **experiment, **advanced
     )
-    show_in_address(config)
+    arms = comparison_arms(config, tune_scratch)
+    show_in_address(config, arms)
     if ignored and not state.get("address_warned"):  # said once, when the page opens
         st.warning(f"The address had settings this page cannot use, so it ignored them: {', '.join(ignored)}.")
         state.address_warned = True
@@ -97,7 +98,7 @@ def dashboard() -> None:
     with run_area:
         pressed = st.button("Run", type="primary", disabled=bool(problems or active), key="run", width="stretch")
         if (pressed or run_requested() or state.pop("run_now", False)) and not (problems or active):
-            job = queue.submit(config, comparison_arms(config), owner=sid)
+            job = queue.submit(config, arms, owner=sid)
             active = job.active
         if facts and not problems:
             st.caption(workload_note(config, facts, dev))

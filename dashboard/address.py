@@ -1,13 +1,14 @@
 """The page's settings in its address, so that a link reproduces a comparison.
 
 `?backbone=efficientnet_lite0&dataset=fashion_mnist&k=4&n=10&steps=60&seed=0` (and lr, head, px,
-augment) opens the page with those settings; `run=1` also presses Run once. The session's own id
+augment; `patience` to train each arm until it stops improving; `tuned=1` to add scratch with its
+own tuned learning rate) opens the page with those settings; `run=1` also presses Run once. The session's own id
 (`sid`) is never part of a link to share.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -49,7 +50,22 @@ PARAMS = (
     Param("head", "head_lr_mult", float),
     Param("px", "image_size", int),
     Param("augment", "augment", bool),
+    Param("patience", "patience", int),
+    Param("tuned", "tune_scratch", bool),  # not a config field: the arm scratch_tuned
 )
+
+
+OPTIONAL = ("patience", "tune_scratch")
+
+
+def values(config: ExperimentConfig, arms: tuple[str, ...]) -> dict:
+    """What the address holds: the config's fields, and whether scratch_tuned is one of the arms."""
+    return asdict(config) | {"tune_scratch": "scratch_tuned" in arms}
+
+
+def written(value) -> bool:
+    """Settings left at "off" stay out of the address (no patience, no tuned scratch)."""
+    return value is not None and value is not False
 
 
 def settings_from_address() -> tuple[dict, list[str]]:
@@ -75,16 +91,22 @@ def run_requested() -> bool:
     return False
 
 
-def show_in_address(config: ExperimentConfig) -> None:
+def show_in_address(config: ExperimentConfig, arms: tuple[str, ...]) -> None:
     """Keep the address in step with the page's settings (changing it does not rerun the page)."""
+    given = values(config, arms)
     for p in PARAMS:
-        text = p.write(getattr(config, p.field))
+        if p.field in OPTIONAL and not written(given[p.field]):
+            st.query_params.pop(p.name, None)
+            continue
+        text = p.write(given[p.field])
         if st.query_params.get(p.name) != text:
             st.query_params[p.name] = text
 
 
-def share_link(config: ExperimentConfig) -> str:
+def share_link(config: ExperimentConfig, arms: tuple[str, ...]) -> str:
     """A link that opens this comparison for anyone on the server, and shows (or trains) it."""
-    query = {p.name: p.write(getattr(config, p.field)) for p in PARAMS} | {"run": "1"}
+    given = values(config, arms)
+    query = {p.name: p.write(given[p.field]) for p in PARAMS if p.field not in OPTIONAL or written(given[p.field])}
+    query |= {"run": "1"}
     base = (st.context.url or "").split("?")[0]
     return f"{base}?{urlencode(query)}"

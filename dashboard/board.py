@@ -59,6 +59,13 @@ def queue_ui(jobs: list[Job]) -> None:
     )
 
 
+def interval(low: float, high: float) -> str:
+    """The gap's 95% interval in points, and "tie" where it covers zero (`transferlab.stats`)."""
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    return f"{low * 100:+.1f} to {high * 100:+.1f}" + (" (tie)" if low <= 0 <= high else "")
+
+
 def verdicts_ui(runs: pd.DataFrame) -> None:
     st.subheader("Verdicts")
     if runs.empty:
@@ -72,6 +79,7 @@ def verdicts_ui(runs: pd.DataFrame) -> None:
             "finetune": runs.finetune,
             "scratch": runs.scratch,
             "gap (points)": runs.gap * 100,
+            "95% interval": [interval(r.gap_low, r.gap_high) for r in runs.itertuples()],
             "seconds": runs.elapsed,
         }
     )

@@ -29,9 +29,8 @@ from transferlab import (
     plots,
 )
 from transferlab._paths import data_dir
-from transferlab.config import DEFAULT_STEPS
-from transferlab.datasets import dataset_modality, describe_dataset
-from transferlab.imports import imported_path, read_manifest
+from transferlab.config import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS
+from transferlab.datasets import dataset_modality, dataset_version, describe_dataset
 from transferlab.splits import val_count
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
@@ -41,6 +40,7 @@ STEPS = [15, 30, 60, 120, 240, 480, 960, 1920]  # the training budget, doubling
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 HEAD_LR_MULTS = [1, 2, 5, 10, 20]
 INPUT_SIZES = [32, 48, 64, 96, 128, 160, 192, 224]
+PATIENCE = 10  # "until it stops improving": validation points without a new best before an arm ends
 LONG_RUN_IMAGES = 30_000  # training images per arm beyond which a CPU run takes minutes
 
 
@@ -55,8 +55,9 @@ def freeze_summary(backbone: str, k: int, num_classes: int) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Loading the dataset...")
-def dataset_facts(name: str, root: str | None, version: float | None = None) -> dict:
-    """What the menus and checks need to know about a dataset (loading it once per server)."""
+def dataset_facts(name: str, root: str | None, version: str) -> dict:
+    """What the menus and checks need to know about a dataset (loading it once per server and
+    version: a re-imported set or an edited folder is read again)."""
     ds = load_dataset(name, root=root)
     return {
         "classes": ds.classes,
@@ -76,11 +77,13 @@ def defaults_for(dev: torch.device) -> dict:
     return {"per_class": 10, "steps": DEFAULT_STEPS, "gpu": False}
 
 
-def comparison_arms(config: ExperimentConfig) -> tuple[str, ...]:
+def comparison_arms(config: ExperimentConfig, tune_scratch: bool = False) -> tuple[str, ...]:
     """The arms the Run button trains: fine-tuned against scratch; for text also the cheap
-    baseline from scratch (TF-IDF and logistic regression: a second to fit)."""
+    baseline from scratch (TF-IDF and logistic regression: a second to fit); and, when asked,
+    scratch with its own learning rate chosen on the validation split."""
     text = dataset_modality(config.dataset) == "text"
-    return ("finetune", "scratch", "tfidf") if text else ("finetune", "scratch")
+    arms = ("finetune", "scratch", "tfidf") if text else ("finetune", "scratch")
+    return (*arms, "scratch_tuned") if tune_scratch else arms
 
 
 def choose(options: list, given, fallback, name: str, ignored: list[str]):
@@ -145,9 +148,9 @@ def source_ui(given: dict, ignored: list[str], sid: str) -> dict:
     return {"backbone": backbone, "dataset": dataset, "root": root or None}
 
 
-def advanced_ui(backbone: str, defaults: dict, ignored: list[str]) -> dict:
+def advanced_ui(backbone: str, defaults: dict, ignored: list[str]) -> tuple[dict, bool]:
     """The optimisation settings most people leave alone, folded away (sidebar); input size and
-    augmentation only for images."""
+    augmentation only for images. Returns them, and whether to add scratch with a tuned rate."""
     spec = get_spec(backbone)
     sizes = sorted({*INPUT_SIZES, spec.train_size, spec.input_size})
     default_size = choose(sizes, defaults.get("image_size"), spec.train_size, "px", ignored)
@@ -168,8 +171,16 @@ def advanced_ui(backbone: str, defaults: dict, ignored: list[str]) -> dict:
             key="head_lr_mult",
             help="The new head learns at learning rate x this; the blocks at the learning rate.",
         )
+        tune_scratch = st.toggle(
+            "Also scratch with its own learning rate",
+            value=bool(defaults.get("tune_scratch", False)),
+            key="tune_scratch",
+            help="Was scratch just badly tuned? Adds the arm scratch_tuned: scratch trained at "
+            f"{', '.join(f'{m:g}' for m in TUNED_LRS)} times the learning rate, the best on the "
+            "validation split kept. Four times scratch's training time.",
+        )
         if spec.modality == "text":
-            return {"lr": lr, "head_lr_mult": head_lr_mult, "image_size": None, "augment": False}
+            return {"lr": lr, "head_lr_mult": head_lr_mult, "image_size": None, "augment": False}, tune_scratch
         image_size = st.select_slider(
             "Input size (pixels)",
             sizes,
@@ -179,7 +190,7 @@ def advanced_ui(backbone: str, defaults: dict, ignored: list[str]) -> dict:
             "bigger is slower (a GPU makes 224 px live).",
         )
         augment = st.toggle("Augmentation (flips, scales, shifts)", value=defaults.get("augment", False), key="augment")
-    return {"lr": lr, "head_lr_mult": head_lr_mult, "image_size": image_size, "augment": augment}
+    return {"lr": lr, "head_lr_mult": head_lr_mult, "image_size": image_size, "augment": augment}, tune_scratch
 
 
 def count(n: int) -> str:
@@ -231,12 +242,20 @@ def experiment_ui(backbone: str, num_classes: int, defaults: dict, ignored: list
         )
         steps_col, seed_col = st.columns([3, 2])
         steps = steps_col.select_slider(
-            "Training steps (both arms)",
+            "Training steps (every arm)",
             options=STEPS,
             value=choose(STEPS, defaults.get("steps"), DEFAULT_STEPS, "steps", ignored),
             key="steps",
             help="The budget: optimiser steps of 32 images, the same for every dataset size and both arms, "
             "so more data never means more training. Below the button: what it is in epochs.",
+        )
+        until = steps_col.toggle(
+            "Train each arm until it stops improving",
+            value=defaults.get("patience") is not None,
+            key="until",
+            help=f"Each arm ends once its validation accuracy has not improved for {PATIENCE} validation "
+            f"points, keeps its best weights, and reports the steps it used; at most {PATIENCE_CAP} times "
+            "the steps above. A fair chance for an arm that learns slowly (scratch, usually).",
         )
         seed = seed_col.number_input(
             "Seed",
@@ -256,6 +275,7 @@ def experiment_ui(backbone: str, num_classes: int, defaults: dict, ignored: list
         "freeze_depth": k,
         "per_class": None if per_class == "all" else per_class,
         "steps": steps,
+        "patience": (defaults.get("patience") or PATIENCE) if until else None,
         "seed": int(seed),
     }
     return settings, run_area
@@ -299,8 +319,7 @@ def check_sources(backbone: str, dataset: str, root: str | None, sid: str) -> tu
             )
             return problems, None
     try:
-        path = imported_path(dataset)  # an imported set is cached by when it was written
-        return problems, dataset_facts(dataset, root, read_manifest(path)["created"] if path else None)
+        return problems, dataset_facts(dataset, root, dataset_version(dataset, root))
     except TransferlabError as error:
         problems.append(str(error))
         return problems, None

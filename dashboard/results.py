@@ -44,28 +44,53 @@ def result_ui(job: Job, sid: str) -> None:
         table = outcome.table.set_index("arm")
         cols = st.columns(len(table) + 1)
         for col, (arm, row) in zip(cols, table.iterrows()):
-            col.metric(f"{arm} test accuracy", f"{row.test_accuracy:.1%}", help=f"{row.seconds:.0f} s of training")
-        if {"finetune", "scratch"} <= set(table.index):
-            cols[-1].metric("Gap (finetune - scratch)", f"{outcome.gap * 100:+.1f} points")
-        st.caption(f"Share this comparison: {share_link(job.config)}")
+            col.metric(f"{arm} test accuracy", f"{row.test_accuracy:.1%}", help=arm_note(row))
+        if {"finetune", "scratch"} <= set(outcome.predictions):
+            gap = outcome.difference("finetune", "scratch")
+            cols[-1].metric(
+                "Gap (finetune - scratch)",
+                f"{gap.estimate * 100:+.1f} points",
+                help=f"{gap.interval()} ({gap.method}); an interval that covers zero is a tie",
+            )
+        st.caption(f"Share this comparison: {share_link(job.config, job.arms)}")
     curves_ui(job, x_axis_ui())
     if not outcome.stopped:
         details_ui(job)
         take_away_ui(job)
 
 
+def arm_note(row) -> str:
+    """An arm's cost, and with a patience budget the steps it used."""
+    note = f"{row.seconds:.0f} s of training"
+    if pd.notna(row.get("best_step")):
+        note += f"; {int(row.steps):,} steps, its best weights from step {int(row.best_step):,}"
+    if pd.notna(row.get("lr_tried")):
+        note += f"; learning rate {row.lr:g} chosen on validation (tried {row.lr_tried})"
+    return note
+
+
 def longer_run_ui(job: Job) -> None:
-    """When an arm was still improving as its budget ran out, offer the same comparison, longer."""
+    """When an arm was still improving as its budget ran out, offer the same comparison, longer,
+    or trained until each arm stops improving."""
     steps = job.config.steps or DEFAULT_STEPS
     longer = next((s for s in STEPS if s >= 4 * steps), None)
-    if job.config.epochs or not job.outcome.improving() or longer is None:
+    if job.config.epochs or job.config.patience or not job.outcome.improving():
         return
 
-    def run_longer() -> None:
-        st.session_state.steps = longer
-        st.session_state.run_now = True
+    def run_again(**settings) -> None:
+        st.session_state.update(settings, run_now=True)
 
-    st.button(f"Run it again with {longer} steps", key=f"longer-{job.id}", on_click=run_longer)
+    left, right = st.columns(2)
+    if longer is not None:
+        left.button(
+            f"Run it again with {longer} steps", key=f"longer-{job.id}", on_click=run_again, kwargs={"steps": longer}
+        )
+    right.button(
+        "Run it again, each arm until it stops improving",
+        key=f"until-{job.id}",
+        on_click=run_again,
+        kwargs={"until": True},
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

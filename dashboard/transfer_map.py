@@ -103,7 +103,7 @@ def map_ui(grid: Grid, jobs: dict[str, Job]) -> None:
     """The map so far: progress, the heatmap, the data-efficiency curve, a cell's curves."""
     done = {key: job for key, job in jobs.items() if job.status == DONE and job.outcome is not None}
     failed = [job for job in jobs.values() if job.status == FAILED]
-    finished = {k: (j.outcome.table, j.stored, bool(j.started and j.submitted > j.started)) for k, j in done.items()}
+    finished = {k: (j.outcome, j.stored, bool(j.started and j.submitted > j.started)) for k, j in done.items()}
     table = map_table(grid, finished)
     from_store = sum(f for _, _, f in finished.values())
     st.progress(

@@ -165,7 +165,7 @@ def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
     assert curves["finetune"] == 15 and curves["scratch"] == 15  # a validation point per step here
     assert curves["finetune (test split)"] == 1 and curves["scratch (test split)"] == 1
     assert chart(app, f"job{job.id}-loss")["layout"]["yaxis"]["title"]["text"] == "loss"
-    assert any("wins:" in s.value for s in app.success)
+    assert any("95% interval" in s.value for s in app.success)
     assert app.success[0].value == "### " + job.outcome.verdict()
     # The details: per-class accuracy, a confusion matrix and the mistakes of each arm.
     assert [t["name"] for t in chart(app, f"job{job.id}-per-class")["data"]] == ["finetune", "scratch"]
@@ -350,6 +350,31 @@ def test_an_arm_still_improving_is_offered_a_longer_run(app, monkeypatch):
     assert longer is not job and longer.config.steps == 120  # four times the budget, on the steps slider
     assert app.select_slider(key="steps").value == 120
     assert longer.wait(120)
+
+
+def test_each_arm_until_it_stops_improving_and_scratch_with_its_own_rate(app, monkeypatch):
+    from transferlab.comparison import Verdicts
+
+    monkeypatch.setattr(Verdicts, "improving", lambda self: ["scratch"])  # offers the run "until"
+    use_tiny(app, steps=15, per_class=2)
+    first = run_to_the_end(app)
+    app.button(key=f"until-{first.id}").click().run()
+    assert app.toggle(key="until").value and app.query_params["patience"] == "10"
+    job = app.session_state["job"]
+    assert job.config.patience == 10 and job.wait(120)
+    app.run()
+    table = job.outcome.table.set_index("arm")
+    assert (table.steps <= 15 * 10).all() and table.best_step.notna().all()
+    assert "steps used: " in app.success[0].value  # the verdict says what each arm used
+    app.toggle(key="tune_scratch").set_value(True).run()
+    assert app.query_params["tuned"] == "1"
+    tuned = run_to_the_end(app)
+    assert tuned.arms == ("finetune", "scratch", "scratch_tuned") and tuned.status == DONE
+    assert "lr_tried" in tuned.outcome.table and "tuned=1" in next(
+        c for c in app.caption.values if c.startswith("Share this comparison: ")
+    )
+    app.toggle(key="until").set_value(False).run()
+    assert "patience" not in app.query_params
 
 
 @pytest.fixture

@@ -169,12 +169,12 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
             expect(page.get_by_text("Throughput")).to_be_visible()
             expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "browser_live.png"))
-        if page.get_by_text("wins:").count():
+        if page.get_by_text("Test accuracy: ").count():
             break
         page.wait_for_timeout(250)
     verdict_s = time.monotonic() - started
     cores = cpu_since(cpu, verdict_s)
-    verdict = page.get_by_text("wins:")
+    verdict = page.get_by_text("Test accuracy: ")
     expect(verdict).to_be_visible(timeout=1000)  # fails here if the run did not finish within RUN_S
 
     # The curves grew while training, point by point before the verdict, and end with all 15 points.
@@ -288,7 +288,7 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         deadline = started + RUN_S * 2
         while len(verdicts) < len(pages) and time.monotonic() < deadline:
             for k, page in zip(CLASS_DEPTHS, pages):
-                if k not in verdicts and page.get_by_text("wins:").count():
+                if k not in verdicts and page.get_by_text("Test accuracy: ").count():
                     verdicts[k] = time.monotonic() - started
             time.sleep(0.25)
         assert len(verdicts) == len(pages), f"verdicts after {RUN_S * 2} s: {verdicts}"
@@ -375,7 +375,7 @@ def test_uploaded_photos_train_and_the_downloaded_model_agrees_with_the_engine(p
     run = page.get_by_role("button", name="Run", exact=True)
     expect(run).to_be_enabled()
     run.click()
-    expect(page.get_by_text("wins:")).to_be_visible(timeout=RUN_S * 1000)
+    expect(page.get_by_text("Test accuracy: ")).to_be_visible(timeout=RUN_S * 1000)
     page.get_by_role("button", name="Prepare the ONNX file").click()
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="Download my-photos-efficientnet_lite0-k4.onnx").click()

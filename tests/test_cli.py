@@ -47,8 +47,15 @@ def test_compare_json_has_both_arms(capsys):
     result = json.loads(captured.out)
     assert set(result["arms"]) == {"finetune", "scratch"}
     assert result["config"]["precision"] == "fp32" and result["arms"]["finetune"]["bf16"] == "no"
-    assert 0 <= result["arms"]["finetune"]["test_accuracy"] <= 1 and result["arms"]["scratch"]["seconds"] > 0
-    assert "gap" in result and "step 8/8 (epoch 2.0)" in captured.err  # progress goes to stderr
+    assert result["arms"]["scratch"]["seconds"] > 0 and "step 8/8 (epoch 2.0)" in captured.err  # progress: stderr
+    # The gap with its 95% interval, and the verdict saying what the interval says.
+    acc = {arm: row["test_accuracy"] for arm, row in result["arms"].items()}
+    gap = result["gap_interval"]
+    assert gap["difference"] == pytest.approx(acc["finetune"] - acc["scratch"]) == pytest.approx(result["gap"])
+    assert gap["low"] <= gap["difference"] <= gap["high"] and gap["beyond_noise"] == (gap["low"] > 0 or gap["high"] < 0)
+    best, other = sorted(acc, key=acc.get, reverse=True)
+    said = f"{best} beats {other}" if gap["beyond_noise"] else "are within noise of each other"
+    assert said in result["verdict"] and result["differences"][0]["a"] == best
 
 
 def test_compare_prints_progress_and_a_table(capsys):
@@ -67,13 +74,13 @@ def test_compare_prints_progress_and_a_table(capsys):
         "--batch-size",
         "8",
         "--arms",
-        "probe",
+        "finetune",
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     # The budget in both units: 16 images in batches of 8 are 2 steps an epoch.
     assert "6 steps of up to 8 images = 3 epochs of 16 images" in out
-    assert "probe     step 2/6 (epoch 1.0)" in out and "val_accuracy" in out and "probe: test accuracy" in out
+    assert "finetune  step 2/6 (epoch 1.0)" in out and "val_accuracy" in out and "finetune: test accuracy" in out
     with pytest.raises(SystemExit):  # one budget: steps or epochs
         main([*argv, "--epochs", "2"])
     assert "not allowed with argument --steps" in capsys.readouterr().err

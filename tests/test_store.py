@@ -272,7 +272,7 @@ def test_default_store_path(monkeypatch, tmp_path):
     assert default_store_path() == tmp_path / "mine.sqlite"
     monkeypatch.delenv("TRANSFERLAB_STORE")
     monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
-    assert default_store_path() == tmp_path / "data" / "runs-v2.sqlite"
+    assert default_store_path() == tmp_path / "data" / "runs-v3.sqlite"
 
 
 def test_a_store_from_before_the_step_budget_is_refused_with_what_to_do(tmp_path):

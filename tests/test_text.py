@@ -72,7 +72,8 @@ def test_a_text_comparison_has_every_arm_and_the_tfidf_baseline(tiny_text, wordn
     assert table.loc["tfidf", "trainable_params"] == 0 and table.loc["tfidf", "backbone"] == "none"
     tfidf = result.history[result.history.arm == "tfidf"]
     assert sorted(tfidf.split) == ["test", "train", "val"] and (tfidf.step == 6).all()
-    assert "wins" in result.verdict()
+    best = result.table.sort_values("test_accuracy").arm.iloc[-1]
+    assert result.verdict().count("95% interval") == 3 and result.verdict().startswith(best)
 
     outcome = Outcome.of(result)
     texts, truth, preds = outcome.mistakes["tfidf"]
@@ -143,3 +144,28 @@ def test_the_command_line_runs_zero_shot_and_a_text_comparison(capsys):
     assert '"tfidf"' in capsys.readouterr().out
     assert main(["compare", "--dataset", "wordnet"]) == 2
     assert "choose a text backbone: minilm_l6" in capsys.readouterr().err
+
+
+def test_a_text_run_with_dropout_gives_the_same_numbers_whatever_ran_before_and_beside_it(tiny_text):
+    """Each run owns its random state (dropout's draws), so what ran before and beside it changes nothing."""
+    assert create_backbone("test_tiny_text", 10).blocks["layer1"].dropout > 0  # the draws exist to be isolated
+    first = compare(tiny_text, ("finetune", "scratch")).table.set_index("arm")
+    torch.rand(1000)  # the global generator moves, as anything else in a process may move it
+    again = compare(tiny_text, ("finetune", "scratch")).table.set_index("arm")
+    alone = compare(tiny_text, ("scratch",)).table.set_index("arm")  # another set of arms beside it
+    for column in ("val_accuracy", "test_accuracy", "test_loss"):
+        assert first[column].tolist() == again[column].tolist()
+        assert first.loc["scratch", column] == alone.loc["scratch", column]
+
+
+def test_without_its_own_random_state_a_text_run_would_depend_on_what_ran_before(tiny_text, monkeypatch):
+    """The check above can fail: with dropout drawing from the global generator, the numbers move."""
+    import contextlib
+
+    import transferlab.run
+
+    monkeypatch.setattr(transferlab.run, "RandomState", lambda seed, device: contextlib.nullcontext())
+    torch.manual_seed(1)
+    first = compare(tiny_text, ("scratch",)).table.test_loss.iloc[0]
+    torch.manual_seed(2)
+    assert compare(tiny_text, ("scratch",)).table.test_loss.iloc[0] != first

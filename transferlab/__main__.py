@@ -39,7 +39,7 @@ def _per_class(value: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import DEFAULT_STEPS, PRECISIONS, ExperimentConfig
+    from .config import DEFAULT_STEPS, PATIENCE_CAP, PRECISIONS, ExperimentConfig
 
     d = ExperimentConfig()
     parser = argparse.ArgumentParser(prog="python -m transferlab", description=__doc__.split("\n")[0])
@@ -69,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument(
         "--epochs", type=int, default=None, help="the budget in passes over the training images instead"
     )
+    c.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="train each arm until it stops improving: end it after this many validation points without "
+        "a new best (spaced as in the fixed budget), keep its best weights",
+    )
+    c.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help=f"with --patience, the most steps an arm may take (default {PATIENCE_CAP} times the budget)",
+    )
     c.add_argument("--lr", type=float, default=d.lr)
     c.add_argument("--head-lr-mult", type=float, default=d.head_lr_mult)
     c.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -85,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--arms",
         default="finetune,scratch",
-        help="comma-separated: finetune, scratch, probe, and the cheap baselines pixels (images) or tfidf (text)",
+        help="comma-separated: finetune, scratch, probe (fitted to convergence), scratch_tuned (its own learning "
+        "rate, chosen on validation), and the cheap baselines pixels (images) or tfidf (text)",
     )
     c.add_argument(
         "--export",
@@ -224,11 +238,13 @@ def cmd_runs(args) -> None:
     if not (args.csv or args.histories):
         runs = store.comparisons()
         cols = ["id", "created", "backbone", "dataset", "per_class", "freeze_depth", "epochs", "seed"]
-        cols += ["finetune", "scratch", "gap"]
+        cols += ["finetune", "scratch", "gap", "gap_low", "gap_high"]
         pct = "{:.1%}".format
         print(f"{len(runs)} comparison(s) in {store.path}")
         if len(runs):
-            print(runs[cols].to_string(index=False, formatters={"finetune": pct, "scratch": pct, "gap": pct}))
+            formats = {c: pct for c in ("finetune", "scratch", "gap", "gap_low", "gap_high")}
+            print(runs[cols].to_string(index=False, formatters=formats))
+            print("gap_low, gap_high: the 95% interval of the gap (paired over the test images); covering 0 is a tie")
 
 
 def cmd_backbones(args) -> None:
@@ -324,6 +340,8 @@ def cmd_compare(args) -> None:
         freeze_depth=args.freeze_depth,
         steps=args.steps,
         epochs=args.epochs,
+        patience=args.patience,
+        max_steps=args.max_steps,
         lr=args.lr,
         head_lr_mult=args.head_lr_mult,
         batch_size=args.batch_size,
@@ -347,8 +365,11 @@ def cmd_compare(args) -> None:
     if args.json:
         rows = result.table.set_index("arm").to_dict(orient="index")
         out = {"config": asdict(config), "device": result.table.device[0], "arms": rows, "verdict": result.verdict()}
+        # The best arm against each other one: the difference, its 95% interval, and whether it is beyond noise.
+        out["differences"] = [d.as_dict() for d in result.differences()]
         if "finetune" in rows and "scratch" in rows:
             out["gap"] = result.gap
+            out["gap_interval"] = result.difference("finetune", "scratch").as_dict()
         print(json.dumps(out, indent=2))
     else:
         cols = [

@@ -25,9 +25,31 @@ from .config import Arm, ExperimentConfig, Plan, plan
 from .errors import ConfigError
 from .splits import ExperimentData
 
-__all__ = ["BASELINES", "BaselineRun"]
+__all__ = ["BASELINES", "BaselineRun", "fit_linear", "linear_model"]
 
 BASELINES = {"pixels": "image", "tfidf": "text"}  # each baseline and the data it reads
+
+
+def linear_model():
+    """The one rule for every linear model in a comparison (pixels, TF-IDF, the probe's head):
+    multinomial logistic regression, L2 penalty C = 1, fitted by L-BFGS to convergence."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=1000, C=1.0)
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """`linear_model()` fitted to features `x` (N, F) and labels `y`, as the weight (classes, F)
+    and bias (classes,) of a linear layer whose logits give the same predictions."""
+    model = linear_model().fit(x, y)
+    weight = np.zeros((num_classes, x.shape[1]))
+    bias = np.full(num_classes, -1e4)  # a class with no training example is never predicted
+    if len(model.classes_) == 2:  # scikit-learn keeps one row: the logit of the second class against the first
+        weight[model.classes_[1]], bias[model.classes_[1]] = model.coef_[0], model.intercept_[0]
+        bias[model.classes_[0]] = 0.0
+    else:
+        weight[model.classes_], bias[model.classes_] = model.coef_, model.intercept_
+    return weight, bias
 
 
 class BaselineRun:
@@ -69,10 +91,9 @@ class BaselineRun:
 
     def _model(self):
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
-        classifier = LogisticRegression(max_iter=1000, C=1.0)
+        classifier = linear_model()
         if self.arm.name == "pixels":
             return classifier
         return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), classifier)
@@ -132,6 +153,8 @@ class BaselineRun:
             "seed": cfg.seed,
             "steps": 0,
             "epochs": 0.0,
+            "best_step": None,
+            "lr": None,
             "val_accuracy": self.val_accuracy,
             "test_accuracy": self.test_accuracy,
             "test_loss": self.test_loss,

@@ -137,4 +137,6 @@ class TqdmProgress(Callback):
     def on_run_end(self, run: Run) -> None:
         bar = self._bars.pop(run.arm.name, None)
         if bar is not None:
+            if run.step < bar.total and run.step == bar.n:  # ended when it stopped improving (patience)
+                bar.total = run.step
             bar.close()

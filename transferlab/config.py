@@ -18,11 +18,12 @@ from .backbones import get_spec, list_backbones
 from .datasets import dataset_modality
 from .errors import ConfigError
 
-__all__ = ["ARMS", "Arm", "DEFAULT_STEPS", "ExperimentConfig", "PRECISIONS", "Plan", "plan"]
+__all__ = ["ARMS", "Arm", "DEFAULT_STEPS", "ExperimentConfig", "PATIENCE_CAP", "PRECISIONS", "Plan", "plan"]
 
 PRECISIONS = ("auto", "fp32")
 DEFAULT_STEPS = 60  # 15 epochs of the dashboard's default 100 images: seconds on a laptop CPU
 EVAL_POINTS = 15  # validation measurements per run: a curve's points, whatever its length
+PATIENCE_CAP = 10  # with patience, an arm may take up to this many times the fixed budget
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class ExperimentConfig:
         freeze_depth: k; the first k blocks are frozen in the `finetune` arm.
         steps: the training budget in optimiser steps (None: `DEFAULT_STEPS`, unless `epochs`).
         epochs: the budget in passes over the training images instead (set one of the two).
+        patience: train each arm until it stops improving instead: end it once its validation
+            accuracy has not reached a new best for this many validation points (spaced as in
+            the fixed budget), keep its best weights, and report the steps it used. None: the
+            fixed budget.
+        max_steps: with `patience`, the most steps an arm may take (None: `PATIENCE_CAP` times
+            the budget); the learning rate decays over this cap.
         lr, batch_size, weight_decay: optimisation (AdamW, cosine decay to zero).
         head_lr_mult: the head's learning rate is `lr * head_lr_mult`.
         image_size: input size in pixels (None: the backbone's CPU-friendly default).
@@ -63,6 +70,8 @@ class ExperimentConfig:
     freeze_depth: int = 4
     steps: int | None = None
     epochs: int | None = None
+    patience: int | None = None
+    max_steps: int | None = None
     lr: float = 1e-3
     head_lr_mult: float = 1.0
     batch_size: int = 32
@@ -93,6 +102,12 @@ class ExperimentConfig:
             (self.steps is None or self.epochs is None, "give the budget in steps or in epochs, not both"),
             (self.steps is None or self.steps >= 1, "steps must be at least 1"),
             (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
+            (self.patience is None or self.patience >= 1, "patience must be at least 1 validation point"),
+            (
+                self.max_steps is None or self.patience is not None,
+                "max_steps caps a run with patience; set patience too",
+            ),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be at least 1"),
             (self.lr > 0, "lr must be positive"),
             (self.batch_size >= 2, "batch_size must be at least 2 (BatchNorm needs two images)"),
             (self.size >= 16, "image_size must be at least 16 pixels"),
@@ -129,8 +144,9 @@ class Plan:
 
     train_images: int
     batch_sizes: tuple[int, ...]  # one epoch's batches
-    steps: int
+    steps: int  # the budget; with `patience`, the cap
     eval_steps: tuple[int, ...]  # after which steps the validation split is measured
+    patience: int | None = None  # end after this many validation points without a new best
 
     @property
     def batches_per_epoch(self) -> int:
@@ -148,14 +164,23 @@ class Plan:
 
     def scaled(self, mult: int) -> Plan:
         """The same schedule over `mult` times the steps (an arm with a larger budget)."""
-        return Plan(self.train_images, self.batch_sizes, self.steps * mult, tuple(s * mult for s in self.eval_steps))
+        evals = tuple(s * mult for s in self.eval_steps)
+        return Plan(self.train_images, self.batch_sizes, self.steps * mult, evals, self.patience)
 
     def describe(self) -> str:
-        """E.g. "60 steps of up to 32 images = 15 epochs of 100 images"."""
+        """E.g. "60 steps of up to 32 images = 15 epochs of 100 images", or with patience "until
+        validation accuracy has not improved for 10 points (40 steps), at most 600 steps ..."."""
         epochs = f"{self.epochs:.3g}"
-        return (
+        budget = (
             f"{self.steps:,} steps of up to {max(self.batch_sizes)} images = {epochs} "
             f"epoch{'' if epochs == '1' else 's'} of {self.train_images:,} images"
+        )
+        if self.patience is None:
+            return budget
+        every = self.eval_steps[0]
+        return (
+            f"until validation accuracy has not improved for {self.patience} points "
+            f"({self.patience * every} steps), at most {budget}"
         )
 
 
@@ -180,11 +205,15 @@ def plan(config: ExperimentConfig, train_images: int, max_work: int | None = Non
         raise ConfigError(f"training needs at least 2 images; this config gives {train_images}")
     sizes = batch_sizes(train_images, config.batch_size)
     steps = config.epochs * len(sizes) if config.epochs else (config.steps or DEFAULT_STEPS)
-    if config.epochs and config.epochs <= EVAL_POINTS:
+    if config.patience is not None:  # validation points as in the fixed budget, on to the cap
+        every = len(sizes) if config.epochs and config.epochs <= EVAL_POINTS else max(1, round(steps / EVAL_POINTS))
+        steps = config.max_steps or steps * PATIENCE_CAP
+        evals = tuple(sorted({*range(every, steps + 1, every), steps}))
+    elif config.epochs and config.epochs <= EVAL_POINTS:
         evals = tuple(e * len(sizes) for e in range(1, config.epochs + 1))
     else:
         evals = tuple(sorted({max(1, round(i * steps / EVAL_POINTS)) for i in range(1, EVAL_POINTS + 1)}))
-    result = Plan(train_images, sizes, steps, evals)
+    result = Plan(train_images, sizes, steps, evals, config.patience)
     if max_work is not None and result.images > max_work:
         most = max(1, math.floor(steps * max_work / result.images))
         unit = f"{most:,} steps" if not config.epochs else f"{max(1, most // len(sizes))} epochs"
@@ -208,6 +237,13 @@ class Arm:
         lr_mult: scales the config's learning rate for the blocks (not the head).
         budget_mult: this arm trains `budget_mult` times the config's budget (e.g. a scratch
             arm given ten times the steps, to see how much of a gap is training time).
+        fit: "steps" trains with AdamW over the budget; "converge" (every block frozen) fits the
+            head to convergence instead, by the same logistic regression as the pixel and TF-IDF
+            baselines, on the frozen features: every linear model in a comparison is fitted by
+            the same rule.
+        tune_lr: choose this arm's learning rate on the validation split among `TUNED_LRS`
+            times the config's, each candidate trained with the same budget (e.g. a scratch
+            arm with its own tuned rate: was scratch just badly tuned?).
     """
 
     name: str
@@ -215,16 +251,22 @@ class Arm:
     freeze: str | int = "config"
     lr_mult: float = 1.0
     budget_mult: int = 1
+    fit: str = "steps"
+    tune_lr: bool = False
 
     def depth(self, config: ExperimentConfig) -> int:
         n = get_spec(config.backbone).num_blocks
         return {"config": config.freeze_depth, "none": 0, "all": n}.get(self.freeze, self.freeze)
 
 
+TUNED_LRS = (0.3, 1.0, 3.0, 10.0)  # an arm with `tune_lr` tries the config's rate times each
+
 ARMS = {
     "finetune": Arm("finetune", "pretrained", "config"),
     "scratch": Arm("scratch", "random", "none"),
-    "probe": Arm("probe", "pretrained", "all"),
+    "probe": Arm("probe", "pretrained", "all", fit="converge"),
+    # Scratch with its own learning rate, chosen on the validation split (`TUNED_LRS`).
+    "scratch_tuned": Arm("scratch_tuned", "random", "none", tune_lr=True),
     # Cheap baselines from scratch (`baselines.BaselineRun`): logistic regression on raw pixels
     # (images) or on TF-IDF features of the words (text).
     "pixels": Arm("pixels", "baseline"),

@@ -191,8 +191,8 @@ class Inputs:
         return channels_last(x.float() if x.is_floating_point() else x)  # bf16 features, fp32 training; token ids stay
 
     def eval_batches(self, split: str) -> Iterator[torch.Tensor]:
-        """A split's inputs in chunks of `EVAL_BATCH`, in order."""
-        feats = self.features(split) if self.cached else None
+        """A split's inputs in chunks of `EVAL_BATCH`, in order (the training images unaugmented)."""
+        feats = self.features(split) if self.cached and not (split == "train" and self.augment) else None
         images = getattr(self.data, f"{split}_images")
         for i in range(0, len(images), EVAL_BATCH):
             self.check_stop()

@@ -198,6 +198,10 @@ class Job:
                 arm, step, images = args
                 self._steps[arm] = (step, self._steps[arm][1])
                 self._images[arm] = images
+            elif kind == "end":  # an arm that ended early (patience, a stop) is done at its last step
+                arm, step = args
+                if arm in self._steps:
+                    self._steps[arm] = (step, step)
             elif kind == "phase":
                 self.phase = args[0]
 

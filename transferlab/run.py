@@ -21,7 +21,7 @@ from .backbones import BlockNet, create_backbone
 from .callbacks import Callback, Record
 from .config import Arm, ExperimentConfig, Plan, plan
 from .device import autocast, bf16_passes, device_name
-from .errors import TrainingDiverged
+from .errors import ConfigError, TrainingDiverged
 from .features import Inputs
 from .freezing import block_change, freeze_to, weight_snapshot
 from .splits import ExperimentData
@@ -53,8 +53,10 @@ class Run:
         self.inputs.check_stop = self._check_stop
         self.optimizer, self.scheduler = build_optimizer(self.model, self.k, config, arm, self.plan.steps)
         self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.random_state = RandomState(config.seed, device)  # dropout's draws: this run's own
         self.step = self.images_seen = 0
         self.seconds = 0.0
+        self.best_step: int | None = None  # with patience: the step of the best validation accuracy
         self.test_predictions: torch.Tensor | None = None
         self.test_accuracy = self.test_loss = self.val_accuracy = float("nan")
 
@@ -102,7 +104,7 @@ class Run:
         seen = 0
         while self.step < end:
             x, y = next(batches)
-            with autocast(self.device, self.bf16_train):
+            with autocast(self.device, self.bf16_train), self.random_state:
                 logits = self.model(x, start=self.k)
             loss = F.cross_entropy(logits.float(), y)
             # Kept on the device and read once a round: no host synchronisation per step.
@@ -124,7 +126,7 @@ class Run:
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> tuple[float, float, torch.Tensor]:
-        """(mean loss, accuracy, predictions) on "val" or "test"; the model's mode is kept."""
+        """(mean loss, accuracy, predictions) on "train", "val" or "test"; the model's mode is kept."""
         labels = getattr(self.data, f"{split}_labels")
         was_training = self.model.training
         self.model.eval()
@@ -143,25 +145,22 @@ class Run:
 
     def rounds(self) -> Iterator[int]:
         """Train to each validation point of the plan, yielding the step after each; measure the
-        test split once at the end. The run ends in eval mode, and `on_run_end` is called
-        however it ends. `seconds` counts only this run's own work, so interleaved runs are
-        timed fairly."""
+        test split once at the end. With patience, stop once validation accuracy has not reached
+        a new best for that many points and test the best weights. The run ends in eval mode,
+        and `on_run_end` is called however it ends. `seconds` counts only this run's own work,
+        so interleaved runs are timed fairly."""
         started = time.perf_counter()
         try:
             for cb in self.callbacks:
                 cb.on_run_start(self)
             self._check_stop()
-            self.model.train()
-            batches = self.inputs.train_batches(self.plan.batch_sizes, self.shuffle)
-            for end in self.plan.eval_steps:
-                self._train_until(end, batches)
-                if len(self.data.val_labels):
-                    loss, self.val_accuracy, _ = self.evaluate("val")
-                    self.seconds += time.perf_counter() - started
-                    started = time.perf_counter()
-                    self._emit("val", loss, self.val_accuracy)
+            if self.arm.fit == "converge":
+                self._fit_head()
                 self.seconds += time.perf_counter() - started
                 yield self.step
+                started = time.perf_counter()
+            else:
+                yield from self._train(started)
                 started = time.perf_counter()
             self.test_loss, self.test_accuracy, self.test_predictions = self.evaluate("test")
             self.seconds += time.perf_counter() - started
@@ -170,6 +169,57 @@ class Run:
             self.model.eval()
             for cb in self.callbacks:
                 cb.on_run_end(self)
+
+    def _train(self, started: float) -> Iterator[int]:
+        """The optimiser over the plan's steps, a validation point at a time (see `rounds`)."""
+        self.model.train()
+        batches = self.inputs.train_batches(self.plan.batch_sizes, self.shuffle)
+        best, best_state, since_best = -1.0, None, 0
+        for end in self.plan.eval_steps:
+            self._train_until(end, batches)
+            if len(self.data.val_labels):
+                loss, self.val_accuracy, _ = self.evaluate("val")
+                self.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                self._emit("val", loss, self.val_accuracy)
+                if self.plan.patience is not None:
+                    since_best += 1
+                    if self.val_accuracy > best:
+                        best, self.best_step, since_best = self.val_accuracy, self.step, 0
+                        best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.seconds += time.perf_counter() - started
+            yield self.step
+            started = time.perf_counter()
+            if self.plan.patience is not None and since_best >= self.plan.patience:
+                break
+        if best_state is not None:  # test the weights chosen on the validation split
+            self.model.load_state_dict(best_state)
+            self.val_accuracy = best
+        self.seconds += time.perf_counter() - started
+
+    @torch.no_grad()
+    def _fit_head(self) -> None:
+        """Fit the head (a linear classifier on the pooled frozen features) to convergence: the
+        same logistic regression as the pixel and TF-IDF baselines (`baselines.fit_linear`)."""
+        from .baselines import fit_linear
+
+        if self.k != self.model.spec.num_blocks:
+            raise ConfigError(
+                f"the {self.arm.name} arm fits its head to convergence: freeze every block (freeze='all')"
+            )
+        pooled = self.model.head[:-1]
+        x = torch.cat([pooled(b.float()) for b in self.inputs.eval_batches("train")]).cpu().numpy()
+        y = self.data.train_labels.cpu().numpy()
+        weight, bias = fit_linear(x, y, self.data.dataset.num_classes)
+        linear = self.model.head[-1]
+        linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
+        linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
+        self.step, self.images_seen = 0, len(y)
+        train_loss, train_accuracy, _ = self.evaluate("train")
+        self._emit("train", train_loss, train_accuracy)
+        if len(self.data.val_labels):
+            loss, self.val_accuracy, _ = self.evaluate("val")
+            self._emit("val", loss, self.val_accuracy)
 
     def row(self) -> dict:
         """This run's line in a result table."""
@@ -184,6 +234,8 @@ class Run:
             "seed": cfg.seed,
             "steps": self.step,
             "epochs": round(self.epoch, 2),
+            "best_step": self.best_step,
+            "lr": None if self.arm.fit == "converge" else cfg.lr * self.arm.lr_mult,  # no rate: a convex fit
             "val_accuracy": self.val_accuracy,
             "test_accuracy": self.test_accuracy,
             "test_loss": self.test_loss,
@@ -196,6 +248,38 @@ class Run:
             # Each block's relative weight change over the run, "change:<block>" (plots.weight_change).
             **{f"change:{name}": v for name, v in block_change(self.model, self.start_weights).items()},
         }
+
+
+class RandomState:
+    """A run's own random number generator state, for the draws its forward passes make (dropout).
+
+    torch's dropout draws from the global generator, which anything else in the process may move.
+    Entering this swaps the run's state in and leaving it swaps it back out, so a config and a
+    seed give the same numbers whatever ran before in the process and beside it.
+    """
+
+    def __init__(self, seed: int, device: torch.device):
+        self.devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=self.devices):
+            torch.manual_seed(seed + 0x5EED)  # a stream apart from the weights' initialisation
+            self.state = self._get()
+        self._fork = None
+
+    def _get(self) -> tuple:
+        return (torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in self.devices))
+
+    def __enter__(self) -> RandomState:
+        self._fork = torch.random.fork_rng(devices=self.devices)
+        self._fork.__enter__()
+        torch.set_rng_state(self.state[0])
+        for d, state in zip(self.devices, self.state[1:]):
+            torch.cuda.set_rng_state(state, d)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.state = self._get()
+        self._fork.__exit__(*exc)
+        self._fork = None
 
 
 def build_model(config: ExperimentConfig, arm: Arm, num_classes: int, device: torch.device) -> BlockNet:

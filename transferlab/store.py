@@ -40,7 +40,8 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS comparisons (
         id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, created TEXT NOT NULL,
         dataset TEXT, backbone TEXT, per_class INTEGER, freeze_depth INTEGER, steps INTEGER, epochs INTEGER,
-        image_size INTEGER, seed INTEGER, finetune REAL, scratch REAL, gap REAL,
+        image_size INTEGER, seed INTEGER, finetune REAL, scratch REAL, gap REAL, gap_low REAL, gap_high REAL,
+        dataset_version TEXT NOT NULL,
         stopped INTEGER NOT NULL, device TEXT, elapsed REAL, config TEXT NOT NULL, arms TEXT NOT NULL,
         versions TEXT NOT NULL, result_table TEXT NOT NULL, history TEXT NOT NULL, classes TEXT NOT NULL,
         labels TEXT NOT NULL, predictions TEXT NOT NULL, mistakes BLOB NOT NULL)""",
@@ -60,16 +61,31 @@ _QUERIED = (
     "seed",
 )  # config fields kept as columns
 _LISTED = ", ".join(
-    ("id", "key", "created", *_QUERIED, "image_size", "finetune", "scratch", "gap", "stopped", "device", "elapsed")
+    (
+        "id",
+        "key",
+        "created",
+        *_QUERIED,
+        "image_size",
+        "finetune",
+        "scratch",
+        "gap",
+        "gap_low",
+        "gap_high",
+        "stopped",
+        "device",
+        "elapsed",
+        "dataset_version",
+    )  # fmt: skip
 )
 _EXPORTED = "id, key, created, config, device, versions, result_table, classes, labels, predictions"
 
 
 def default_store_path() -> Path:
-    """Where the run store lives: `$TRANSFERLAB_STORE`, else `runs-v2.sqlite` in the data folder."""
-    # v2: step budgets and a validation split. A v1 file (runs.sqlite) is left as it was.
+    """Where the run store lives: `$TRANSFERLAB_STORE`, else `runs-v3.sqlite` in the data folder."""
+    # v3: keys hold the dataset's version, rows the gap's interval. Older files are left as they were.
     return (
-        Path(os.environ["TRANSFERLAB_STORE"]) if os.environ.get("TRANSFERLAB_STORE") else data_dir() / "runs-v2.sqlite"
+        Path(os.environ["TRANSFERLAB_STORE"]) if os.environ.get("TRANSFERLAB_STORE") else data_dir() / "runs-v3.sqlite"
     )
 
 
@@ -134,6 +150,8 @@ def _columns(outcome: Outcome) -> dict:
     """An outcome as a row of the comparisons table."""
     config, table = outcome.config, outcome.table
     finetune, scratch = _accuracy(table, "finetune"), _accuracy(table, "scratch")
+    both = finetune is not None and scratch is not None and {"finetune", "scratch"} <= set(outcome.predictions)
+    gap = outcome.difference("finetune", "scratch") if both else None
     size = table["image_size"].iloc[0] if "image_size" in table and len(table) else config.image_size
     return {
         "key": outcome.key,
@@ -143,6 +161,9 @@ def _columns(outcome: Outcome) -> dict:
         "finetune": finetune,
         "scratch": scratch,
         "gap": None if finetune is None or scratch is None else finetune - scratch,
+        "gap_low": gap.low if gap else None,
+        "gap_high": gap.high if gap else None,
+        "dataset_version": outcome.dataset_version,
         "stopped": int(outcome.stopped),
         "device": outcome.device,
         "elapsed": float(outcome.elapsed),
@@ -173,6 +194,7 @@ def _outcome(row: sqlite3.Row) -> Outcome:
         device=row["device"],
         versions=json.loads(row["versions"]),
         elapsed=row["elapsed"],
+        dataset_version=row["dataset_version"],
     )
 
 

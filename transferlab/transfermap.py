@@ -28,6 +28,7 @@ import pandas as pd
 from .config import ARMS, ExperimentConfig
 from .errors import ConfigError
 from .outcome import Outcome, comparison_key
+from .stats import paired_difference
 from .store import RunStore
 
 __all__ = ["BACKENDS", "Grid", "Unit", "map_table", "run_sweep"]
@@ -108,7 +109,8 @@ def run_sweep(
     Returns:
         One row per cell and arm: backbone, lr, per_class, seed, freeze_depth, arm, test_accuracy,
         val_accuracy, seconds, steps, comparison (its id in the store), from_store; and gap, the
-        `finetune` minus `scratch` test accuracy of the cell (NaN without both arms).
+        `finetune` minus `scratch` test accuracy of the cell with its 95% interval gap_low to
+        gap_high (NaN without both arms).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -213,19 +215,24 @@ def _on_ray(todo: list[Unit], workers: int | None, address: str | None) -> Itera
 
 
 def _table(grid: Grid, store: RunStore, found: dict[str, tuple[int, bool]]) -> pd.DataFrame:
-    loaded = {stored: store.load(stored).table for stored, _ in set(found.values())}
+    loaded = {stored: store.load(stored) for stored, _ in set(found.values())}
     return map_table(grid, {key: (loaded[stored], stored, from_store) for key, (stored, from_store) in found.items()})
 
 
-def map_table(grid: Grid, finished: Mapping[str, tuple[pd.DataFrame, int | None, bool]]) -> pd.DataFrame:
-    """The sweep's tidy table from the units finished so far: {unit key: (its result table, its id in
-    the store, whether it came from the store)}. A cell with a unit still missing has NaN there."""
+def map_table(grid: Grid, finished: Mapping[str, tuple[Outcome, int | None, bool]]) -> pd.DataFrame:
+    """The sweep's tidy table from the units finished so far: {unit key: (its outcome, its id in the
+    store, whether it came from the store)}. A cell with a unit still missing has NaN there.
+
+    `gap` is the cell's finetune minus scratch test accuracy, and `gap_low`, `gap_high` its 95%
+    interval, paired over the test images the two units share (`stats.paired_difference`)."""
     rows = []
     for cell in grid.cells():
-        cell_rows = []
+        cell_rows, outcomes = [], {}
         for arm in grid.arms:
-            table, stored, from_store = finished.get(grid.unit(cell, arm).key, (None, None, False))
-            r = table.set_index("arm").loc[arm] if table is not None else pd.Series(dtype=float)
+            outcome, stored, from_store = finished.get(grid.unit(cell, arm).key, (None, None, False))
+            r = outcome.table.set_index("arm").loc[arm] if outcome is not None else pd.Series(dtype=float)
+            if outcome is not None:
+                outcomes[arm] = outcome
             cell_rows.append(
                 {
                     "backbone": cell.backbone,
@@ -242,7 +249,10 @@ def map_table(grid: Grid, finished: Mapping[str, tuple[pd.DataFrame, int | None,
                     "from_store": from_store,
                 }
             )
-        acc = {r["arm"]: r["test_accuracy"] for r in cell_rows}
-        gap = acc["finetune"] - acc["scratch"] if {"finetune", "scratch"} <= set(acc) else float("nan")
-        rows += [{**r, "gap": gap} for r in cell_rows]
+        gap = {"gap": float("nan"), "gap_low": float("nan"), "gap_high": float("nan")}
+        if {"finetune", "scratch"} <= set(outcomes):
+            ft, sc = outcomes["finetune"], outcomes["scratch"]
+            d = paired_difference(ft.correct("finetune"), sc.correct("scratch"), "finetune", "scratch")
+            gap = {"gap": d.estimate, "gap_low": d.low, "gap_high": d.high}
+        rows += [{**r, **gap} for r in cell_rows]
     return pd.DataFrame(rows)

@@ -8,7 +8,8 @@ process has the CPU cores (or the GPU) to itself.
 Messages (tuples over a `multiprocessing.connection.Connection`):
     server -> worker: ("job", job_id, config, arms, max_work), ("stop", job_id)
     worker -> server: ("start", job_id, arm, total_steps, device),
-                      ("progress", job_id, arm, step, images_seen), ("phase", job_id, text),
+                      ("progress", job_id, arm, step, images_seen), ("end", job_id, arm, step),
+                      ("phase", job_id, text),
                       ("record", job_id, Record), ("done", job_id, Outcome), ("failed", job_id, message)
 
 A stop request is read by a thread of its own, so it reaches the training loop within one batch
@@ -59,6 +60,9 @@ def _sink(conn: Connection, job_id: int):
             conn.send(("record", job_id, record))
             if record.split == "val" and record.step == run.plan.steps:
                 conn.send(("phase", job_id, "final test on the whole test split"))
+
+        def on_run_end(self, run) -> None:
+            conn.send(("end", job_id, run.arm.name, run.step))
 
     return Sink()
 

@@ -110,12 +110,15 @@ def transfer_map(
 
     `table` has columns freeze_depth, per_class and `value` ("gap", fine-tune minus scratch, on a
     red-blue scale around zero; or an accuracy such as "test_accuracy"), a row per cell and seed.
-    Cells not yet finished (NaN) stay blank, so a map can be drawn while it fills.
+    For the gap, a cell whose 95% interval covers zero says "tie" (`transferlab.stats`: the
+    interval paired over test images, `gap_low` to `gap_high`, for one seed; paired by seed for
+    several). Cells not yet finished (NaN) stay blank, so a map can be drawn while it fills.
     """
     # A row per cell and seed: a sweep table repeats a cell's gap on each arm's row.
     cells = table.drop_duplicates(["freeze_depth", "per_class", "seed"]) if "seed" in table else table
     grouped = cells.groupby(["freeze_depth", "per_class"])[value]
     grid, spread = grouped.mean().unstack("per_class"), grouped.std().unstack("per_class")
+    ties = _gap_ties(cells).reindex_like(grid) if value == "gap" and "gap_low" in cells else grid * np.nan
     finite = np.isfinite(grid.values.astype(float))
     if value == "gap":
         limit = float(np.nanmax(np.abs(grid.values.astype(float)))) if finite.any() else 1.0
@@ -129,8 +132,8 @@ def transfer_map(
             y=grid.index,
             # In points, with the spread (standard deviation) over seeds when there are several.
             text=[
-                [_gap_text(v, d, signed=value == "gap") for v, d in zip(row, spread_row)]
-                for row, spread_row in zip(grid.values, spread.reindex_like(grid).values)
+                [_gap_text(v, d, signed=value == "gap") + (" tie" if t == 1 else "") for v, d, t in zip(*r)]
+                for r in zip(grid.values, spread.reindex_like(grid).values, ties.values)
             ],
             texttemplate="%{text}",
             **scale,
@@ -140,6 +143,29 @@ def transfer_map(
         title=title, xaxis_title=AXIS_TITLES["per_class"], yaxis_title=AXIS_TITLES["freeze_depth"], **LAYOUT
     )
     return fig
+
+
+def _gap_ties(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (depth x size): 1 where the gap's 95% interval covers zero, 0 where it does not, NaN
+    where the cell is not finished."""
+    from transferlab.stats import seed_difference
+
+    def tie(group: pd.DataFrame) -> float:
+        group = group.dropna(subset=["gap"])
+        if len(group) == 0:
+            return float("nan")
+        if len(group) == 1:
+            low, high = group.gap_low.iloc[0], group.gap_high.iloc[0]
+        else:  # the gap per seed, paired: its mean's t interval
+            d = seed_difference(dict(zip(group.seed, group.gap)), dict.fromkeys(group.seed, 0.0))
+            low, high = d.low, d.high
+        return float(low <= 0 <= high)
+
+    return (
+        cells.groupby(["freeze_depth", "per_class"])[["seed", "gap", "gap_low", "gap_high"]]
+        .apply(tie)
+        .unstack("per_class")
+    )
 
 
 def _gap_text(value: float, spread: float, signed: bool = True) -> str:
