@@ -344,12 +344,15 @@ def test_the_probe_is_fitted_to_convergence_by_the_same_rule_as_the_pixel_baseli
 
     from transferlab import dataset_features
 
-    result = compare(replace(tiny, freeze_depth=3), arms=["probe"])
+    result = compare(replace(tiny, freeze_depth=3), arms=["probe", "pixels", "finetune"])
+    assert "probe, pixels: each a logistic regression fitted to convergence" in result.verdict()
+    assert result.table.set_index("arm").lr.isna().tolist() == [True, True, False]
     f = dataset_features(replace(tiny, freeze_depth=3))
     oracle = LogisticRegression(max_iter=1000, C=1.0).fit(f.train.numpy(), f.train_labels.numpy())
     predictions = result.runs["probe"].test_predictions.numpy()
     assert (predictions == oracle.predict(f.test.numpy())).mean() >= 0.99  # float rounding may flip a tie
-    assert result.table.steps.iloc[0] == 0 and result.history.split.tolist() == ["train", "val", "test"]
+    probe = result.history[result.history.arm == "probe"]
+    assert result.table.steps.iloc[0] == 0 and probe.split.tolist() == ["train", "val", "test"]
     with pytest.raises(ConfigError, match="freeze every block"):
         compare(tiny, arms=[Arm("half", freeze=1, fit="converge")])
 

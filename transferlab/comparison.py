@@ -104,6 +104,10 @@ class Verdicts:
                 + ", ".join(f"{r.arm} {r.test_accuracy:.1%} in {r.seconds:.0f} s" for r in t.itertuples())
                 + "."
             )
+        linear = [a for a in self.table.arm if a in ARMS and (ARMS[a].fit == "converge" or ARMS[a].init == "baseline")]
+        if linear:
+            each = "each a" if len(linear) > 1 else "a"
+            text += f" {', '.join(linear)}: {each} logistic regression fitted to convergence, the one rule for linear models."
         if "best_step" in t and t.best_step.notna().any():
             used = [
                 f"{r.arm} {int(r.steps)} (best at {int(r.best_step)})" for r in t.itertuples() if pd.notna(r.best_step)
