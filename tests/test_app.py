@@ -300,6 +300,10 @@ def test_the_class_board_shows_the_queue_the_verdicts_and_the_transfer_map(app):
     assert any("Class board" in t.value for t in board.title)
     verdicts = next(d.value for d in board.dataframe if "gap (points)" in d.value.columns)
     assert len(verdicts) >= 1 and "k=3 n=1 15 steps seed 0" in verdicts.settings.tolist()
+    row = verdicts[verdicts.settings == "k=3 n=1 15 steps seed 0"].iloc[0]
+    gap = done.outcome.difference("finetune", "scratch")
+    assert row["95% interval"].startswith(f"{gap.low * 100:+.1f} to {gap.high * 100:+.1f}")
+    assert row["95% interval"].endswith("(tie)") == (not gap.beyond_noise)
     assert board.selectbox(key="board-pair").value == "test_tiny on test_blobs"
     transfer_map = chart(board, "board-map")["data"][0]
     assert transfer_map["type"] == "scatter" and points(transfer_map["x"]) >= 1

@@ -51,6 +51,34 @@ def test_transfer_map_averages_seeds_into_a_grid():
     assert z.shape == (2, 2) and z[0, 0] == pytest.approx(0.2) and np.isnan(z[1, 0])
 
 
+def test_transfer_map_marks_cells_whose_interval_covers_zero_as_ties():
+    one_seed = pd.DataFrame(
+        {
+            "freeze_depth": [0, 2],
+            "per_class": [10, 10],
+            "seed": [0, 0],
+            "gap": [0.05, 0.2],
+            "gap_low": [-0.01, 0.15],  # covers zero: a tie, however large +5 looks
+            "gap_high": [0.11, 0.25],
+        }
+    )
+    text = plots.transfer_map(one_seed).data[0].text
+    assert text[0][0].endswith(" tie") and not text[1][0].endswith("tie")
+    # Several seeds: the gap per seed, paired, decides; one that changes sign is a tie.
+    seeds = pd.DataFrame(
+        {
+            "freeze_depth": [0, 0, 0, 2, 2, 2],
+            "per_class": [10] * 6,
+            "seed": [0, 1, 2] * 2,
+            "gap": [0.3, -0.2, 0.1, 0.2, 0.21, 0.19],
+            "gap_low": [0.2, -0.3, 0.0, 0.1, 0.1, 0.1],
+            "gap_high": [0.4, -0.1, 0.2, 0.3, 0.3, 0.3],
+        }
+    )
+    text = plots.transfer_map(seeds).data[0].text
+    assert text[0][0].endswith(" tie") and not text[1][0].endswith("tie")
+
+
 def test_per_class_accuracy_and_image_grid(result):
     preds = {a: r.test_predictions for a, r in result.runs.items()}
     fig = plots.per_class_accuracy(result.data.test_labels, preds, result.data.dataset.classes)

@@ -35,8 +35,14 @@ def test_every_cell_and_arm_once_scratch_shared_across_depths(grid, tmp_path):
     scratch_at_6 = table[(table.arm == "scratch") & (table.per_class == 6)].test_accuracy.iloc[0]
     assert finetune.loc[(6, 2), "gap"] == pytest.approx(finetune.loc[(6, 2), "test_accuracy"] - scratch_at_6)
     cell = replace(grid.base, per_class=6, freeze_depth=2)
-    single = compare(cell, ["finetune"]).accuracy("finetune")
-    assert finetune.loc[(6, 2), "test_accuracy"] == pytest.approx(single), "a cell is the single run of its settings"
+    single = compare(cell, ["finetune", "scratch"])
+    assert finetune.loc[(6, 2), "test_accuracy"] == pytest.approx(single.accuracy("finetune")), "a cell is a single run"
+    # Its gap's 95% interval is the single comparison's, paired over the same test images.
+    d = single.difference("finetune", "scratch")
+    assert finetune.loc[(6, 2), ["gap", "gap_low", "gap_high"]].tolist() == pytest.approx([d.estimate, d.low, d.high])
+    stored = store.comparisons()
+    assert stored.gap_low.isna().all(), "a unit of one arm has no gap of its own"
+    assert (stored.dataset_version == "1").all()
 
 
 def test_a_killed_sweep_resumes_where_it_stopped(grid, tmp_path):
