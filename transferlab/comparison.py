@@ -107,7 +107,8 @@ class Verdicts:
         linear = [a for a in self.table.arm if a in ARMS and (ARMS[a].fit == "converge" or ARMS[a].init == "baseline")]
         if linear:
             each = "each a" if len(linear) > 1 else "a"
-            text += f" {', '.join(linear)}: {each} logistic regression fitted to convergence, the one rule for linear models."
+            rule = "logistic regression fitted to convergence, the one rule for linear models"
+            text += f" {', '.join(linear)}: {each} {rule}."
         if "best_step" in t and t.best_step.notna().any():
             used = [
                 f"{r.arm} {int(r.steps)} (best at {int(r.best_step)})" for r in t.itertuples() if pd.notna(r.best_step)
