@@ -4,7 +4,7 @@
     HOST=0.0.0.0 make app      # serve a classroom; ?view=board is the class board
 
 The page configures, calls the engine and displays; it holds no training logic. Comparisons train
-in the job queue's worker processes (`transferlab.jobs`), in the order they came, for every session
+in the job queue's worker processes (`transferlab.serve.jobs`), in the order they came, for every session
 on the server; this process only serves pages. A session sees its own comparisons: the running one
 is redrawn from its record stream in a fragment that reruns itself, the finished ones come from the
 run store. The settings live in the address, so a link reproduces a comparison. Every chart comes
@@ -33,7 +33,7 @@ from dashboard.results import history_ui, result_ui
 from dashboard.server import job_queue, max_work, run_store, session_id
 from dashboard.uploads import UPLOAD, dataset_label, report_ui, upload_ui
 from transferlab import ExperimentConfig, device_name, get_spec, pick_device
-from transferlab.jobs import Job
+from transferlab.serve import Job
 
 # Less empty space above the title: the controls and both curves fit on one projected screen.
 PAGE_CSS = '[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }'

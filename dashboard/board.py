@@ -11,9 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from transferlab import plots
-from transferlab.config import DEFAULT_STEPS
-from transferlab.jobs import Job, JobQueue
-from transferlab.store import RunStore
+from transferlab.serve import DEFAULT_STEPS, Job, JobQueue, RunStore
 
 REFRESH_SECONDS = 4.0  # live enough for a projector; every redraw costs the page server CPU that training needs
 LATEST = 4  # finished comparisons whose curves the board overlays

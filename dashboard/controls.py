@@ -19,7 +19,9 @@ from transferlab import (
     TransferlabError,
     backbone_status,
     create_backbone,
+    dataset_modality,
     dataset_status,
+    dataset_version,
     freeze_to,
     get_spec,
     list_backbones,
@@ -28,10 +30,7 @@ from transferlab import (
     plan,
     plots,
 )
-from transferlab._paths import data_dir
-from transferlab.config import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS
-from transferlab.datasets import dataset_modality, dataset_version, describe_dataset
-from transferlab.splits import val_count
+from transferlab.serve import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS, data_dir, describe_dataset, val_count
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
 DEFAULT_BACKBONES = {"image": DEFAULT_BACKBONE, "text": "minilm_l6"}  # the first offered per kind of data

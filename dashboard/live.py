@@ -7,8 +7,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from transferlab import device_name, pick_device, plots
-from transferlab.config import DEFAULT_STEPS
-from transferlab.jobs import QUEUED, Job
+from transferlab.serve import DEFAULT_STEPS, QUEUED, Job
 
 X_AXES = {"step": "step", "epoch": "epoch", "seconds": "seconds", "images_seen": "images seen"}
 REFRESH_SECONDS = {"cuda": 0.5, "cpu": 1.0}  # how often a running job's charts are redrawn, by device

@@ -13,12 +13,8 @@ from dashboard.address import share_link
 from dashboard.controls import STEPS
 from dashboard.live import curves_ui, run_title, x_axis_ui
 from dashboard.uploads import dataset_label
-from transferlab import plots
-from transferlab.config import DEFAULT_STEPS
-from transferlab.datasets import dataset_modality
-from transferlab.export import kept_model, load_model
-from transferlab.jobs import FAILED, Job
-from transferlab.store import RunStore
+from transferlab import dataset_modality, plots
+from transferlab.serve import DEFAULT_STEPS, FAILED, Job, RunStore, kept_model, load_model
 
 
 def result_ui(job: Job, sid: str) -> None:

@@ -14,8 +14,7 @@ import streamlit as st
 import torch
 
 from transferlab import pick_device
-from transferlab.jobs import JobQueue
-from transferlab.store import RunStore, default_store_path
+from transferlab.serve import JobQueue, RunStore, default_store_path
 
 # Training images per arm (steps x batch) that one comparison may take, by device: on a 2-core CPU
 # the default (60 steps = 1 500 images) takes seconds and the cap several minutes; a GPU does far more.

@@ -1,6 +1,6 @@
 """The transfer map view (`?view=map`): pick a grid, press Run, and watch the map fill cell by cell.
 
-Each unit of the grid (one arm at one setting, `transferlab.transfermap`) is a comparison in the
+Each unit of the grid (one arm at one setting, `transferlab.studies.grid`) is a comparison in the
 job queue: the worker processes train it, the run store keeps it, units already in the store appear
 at once, and sessions asking for the same unit share one run. The page only draws: the map of
 fine-tune minus scratch (or either arm's accuracy) with the spread over seeds, the data-efficiency
@@ -16,11 +16,8 @@ import streamlit as st
 
 from dashboard.controls import SIZES, STEPS, show_test_entries
 from dashboard.uploads import dataset_label, own_datasets
-from transferlab import ExperimentConfig, get_spec, list_backbones, list_datasets, plots
-from transferlab.analysis import pixel_baseline
-from transferlab.config import DEFAULT_STEPS
-from transferlab.jobs import DONE, FAILED, Job, JobQueue
-from transferlab.transfermap import Grid, map_table
+from transferlab import ExperimentConfig, compare, get_spec, list_backbones, list_datasets, plots
+from transferlab.serve import DEFAULT_STEPS, DONE, FAILED, Grid, Job, JobQueue, map_table
 
 MAX_UNITS = 120  # one session's map: on a 2-core CPU about as long as a lesson
 REFRESH_SECONDS = 2.0
@@ -35,7 +32,7 @@ SHOW = {
 @st.cache_data(max_entries=64, show_spinner=False)
 def pixels(config: ExperimentConfig) -> float:
     """The cheap baseline at one size and seed: logistic regression on the raw pixels (a second or two)."""
-    return pixel_baseline(config)["test_accuracy"]
+    return compare(config, ["pixels"]).accuracy("pixels")
 
 
 def grid_ui(sid: str) -> Grid:
@@ -130,7 +127,12 @@ def efficiency_ui(grid: Grid, table: pd.DataFrame) -> None:
         return
     sizes_seeds = rows[["per_class", "seed"]].drop_duplicates().itertuples(index=False)
     baseline = [
-        {"per_class": n, "seed": s, "arm": "pixels", "test_accuracy": pixels(replace(grid.base, per_class=n, seed=s))}
+        {
+            "per_class": n,
+            "seed": s,
+            "arm": "pixels",
+            "test_accuracy": pixels(replace(grid.base, per_class=n, seed=s, freeze_depth=0)),
+        }
         for n, s in sizes_seeds
     ]
     curve = pd.concat([rows, pd.DataFrame(baseline)], ignore_index=True)

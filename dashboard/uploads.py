@@ -1,6 +1,6 @@
 """Your own images through the browser: a zip of class folders, or images dropped class by class.
 
-The engine's `import_images` checks and writes them (`transferlab.imports`); this shows what it
+The engine's `import_images` checks and writes them (`transferlab.data.imports`); this shows what it
 found (classes, counts, thumbnails, what was skipped and why) and selects the new dataset. A
 session's uploads are its own (`OWNER/NAME`): no other session lists them.
 """
@@ -11,8 +11,7 @@ import streamlit as st
 import torch
 
 from transferlab import TransferlabError, load_dataset, plots
-from transferlab.datasets import IMAGE_SUFFIXES
-from transferlab.imports import ImportLimits, delete_imported, import_images, list_imported
+from transferlab.serve import IMAGE_SUFFIXES, ImportLimits, delete_imported, import_images, list_imported
 
 UPLOAD = "upload your images"  # the dataset menu's entry that opens the upload panel
 ZIP, BY_CLASS = "A zip of class folders", "Images, class by class"

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from transferlab import ExperimentConfig, Printer, pretrain  # noqa: E402
 from transferlab._paths import shipped_dir  # noqa: E402
-from transferlab.labnet import LABNET_WEIGHTS  # noqa: E402
+from transferlab.models.labnet import LABNET_WEIGHTS  # noqa: E402
 
 SOURCE = ExperimentConfig(
     dataset="fashion_mnist",

@@ -19,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from transferlab import backbone_status, list_backbones
-from transferlab.jobs import DONE, RUNNING, STOPPED
+from transferlab.serve.jobs import DONE, RUNNING, STOPPED
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 SCRIPT_TIMEOUT = 60  # seconds per script run: the first one imports torch and builds EfficientNet
@@ -340,7 +340,7 @@ def wait_until(condition, timeout=60.0):
 
 
 def test_an_arm_still_improving_is_offered_a_longer_run(app, monkeypatch):
-    from transferlab.comparison import Verdicts
+    from transferlab.training.comparison import Verdicts
 
     monkeypatch.setattr(Verdicts, "improving", lambda self: [])
     use_tiny(app, steps=30, per_class=1)
@@ -357,7 +357,7 @@ def test_an_arm_still_improving_is_offered_a_longer_run(app, monkeypatch):
 
 
 def test_each_arm_until_it_stops_improving_and_scratch_with_its_own_rate(app, monkeypatch):
-    from transferlab.comparison import Verdicts
+    from transferlab.training.comparison import Verdicts
 
     monkeypatch.setattr(Verdicts, "improving", lambda self: ["scratch"])  # offers the run "until"
     use_tiny(app, steps=15, per_class=2)
@@ -408,7 +408,7 @@ def test_a_shared_server_reads_typed_folders_only_inside_its_data_directory(app,
 
 def test_the_upload_panel_and_a_sessions_own_sets(app, tmp_path, monkeypatch):
     from tests.upload_corpus import two_classes, zip_of
-    from transferlab.imports import import_images, imported_path
+    from transferlab.data.imports import import_images, imported_path
 
     monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
     app.selectbox(key="dataset").set_value("upload your images").run()

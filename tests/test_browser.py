@@ -209,7 +209,7 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     print(timings)
 
 
-ROLES = {"page server": "streamlit run app.py", "worker": "transferlab.worker", "browser": "chromium"}
+ROLES = {"page server": "streamlit run app.py", "worker": "transferlab.serve.worker", "browser": "chromium"}
 
 
 def cpu_by_role() -> dict[str, float]:
@@ -340,7 +340,7 @@ def test_uploaded_photos_train_and_the_downloaded_model_agrees_with_the_engine(p
     from skimage import data as photos
 
     from tests.test_export import crops
-    from transferlab.export import load_model
+    from transferlab.serve.export import load_model
 
     rng = np.random.default_rng(0)
     archive = tmp_path / "my-photos.zip"

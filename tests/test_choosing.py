@@ -3,8 +3,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from transferlab import ConfigError, ExperimentConfig, choosing, plots
-from transferlab.choosing import compare_backbones, equivalent_depth
+from transferlab import ConfigError, ExperimentConfig, plots
+from transferlab.studies import choosing
+from transferlab.studies.choosing import compare_backbones, equivalent_depth
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ def test_importing_the_package_is_instant_and_names_load_on_first_use():
     code = (
         "import sys, transferlab as tl\n"
         "assert 'torch' not in sys.modules\n"
-        "assert tl.compare.__module__ == 'transferlab.comparison' and 'compare' in dir(tl)\n"
+        "assert tl.compare.__module__ == 'transferlab.training.comparison' and 'compare' in dir(tl)\n"
         "assert 'plotly' not in sys.modules  # training needs no plotting library\n"
         "try:\n    tl.no_such_name\nexcept AttributeError as e:\n    print(e)\n"
     )
@@ -136,8 +136,8 @@ def test_importing_the_package_is_instant_and_names_load_on_first_use():
 
 def test_runs_lists_the_store_and_exports_csv(tmp_path, tiny, capsys):
     from transferlab import compare
-    from transferlab.outcome import Outcome
-    from transferlab.store import RunStore
+    from transferlab.training.outcome import Outcome
+    from transferlab.training.store import RunStore
 
     store = RunStore(tmp_path / "runs.sqlite")
     store.save(Outcome.of(compare(tiny)))

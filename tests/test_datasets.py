@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-import transferlab.datasets as tds
+import transferlab.data.builtin as builtin
+import transferlab.data.registry as tds
 from transferlab import ConfigError, Unavailable, load_dataset, load_image_folder, stratified_indices, to_model_input
 
 
@@ -117,7 +118,7 @@ def test_online_dataset_offline_gives_an_actionable_error(tmp_path, monkeypatch)
         def __init__(self, *args, **kwargs):
             raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(tds, "_tv", lambda name: Offline)
+    monkeypatch.setattr(builtin, "_tv", lambda name: Offline)
     ok, why = tds.dataset_status("cifar10")
     assert not ok and str(tmp_path) in why
     with pytest.raises(Unavailable, match="TRANSFERLAB_DATA"):
@@ -127,7 +128,7 @@ def test_online_dataset_offline_gives_an_actionable_error(tmp_path, monkeypatch)
 def test_online_dataset_is_read_from_its_tensor_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path))
     ds = load_dataset("test_blobs")
-    path = tds._tensor_cache_path("eurosat")
+    path = builtin._tensor_cache_path("eurosat")
     path.parent.mkdir(parents=True)
     torch.save(
         {k: getattr(ds, k) for k in ("name", "classes", "train_images", "train_labels", "test_images", "test_labels")},

@@ -14,10 +14,10 @@ from PIL import Image
 from skimage import data as photos
 
 from transferlab import ExperimentConfig, compare
+from transferlab.data.folders import load_image
+from transferlab.data.imports import import_images
 from transferlab.errors import ConfigError
-from transferlab.export import export_model, keep_model, kept_model, load_model
-from transferlab.folders import load_image
-from transferlab.imports import import_images
+from transferlab.serve.export import export_model, keep_model, kept_model, load_model
 
 # Real photos, each in its own shape: a wide one, a tall crop, a small one, a grey one.
 PHOTOS = {

@@ -12,10 +12,10 @@ from PIL import Image
 
 from tests.upload_corpus import CASES, exif_rotated, sixteen_bit, two_classes, zip_of
 from transferlab import ExperimentConfig, load_dataset
-from transferlab.datasets import list_datasets
+from transferlab.data.imports import ImportRefused, delete_imported, import_images, imported_path, list_imported
+from transferlab.data.registry import list_datasets
 from transferlab.errors import ConfigError
-from transferlab.imports import ImportRefused, delete_imported, import_images, imported_path, list_imported
-from transferlab.splits import prepare_data
+from transferlab.training.splits import prepare_data
 
 OWNER = "ab" * 16
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from transferlab.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobQueue
-from transferlab.store import RunStore
+from transferlab.serve.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobQueue
+from transferlab.training.store import RunStore
 
 
 @pytest.fixture(scope="module")

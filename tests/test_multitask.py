@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from transferlab import ConfigError, compare, plots
-from transferlab.multitask import compare_multitask, task_configs, train_tasks
+from transferlab.studies.multitask import compare_multitask, task_configs, train_tasks
 
 HALVES = {"top": {"classes": (0, 1)}, "bottom": {"classes": (2, 3)}}
 

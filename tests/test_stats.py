@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from transferlab.comparison import still_improving
-from transferlab.config import ExperimentConfig
-from transferlab.outcome import Outcome
 from transferlab.stats import best_within_noise, difference_in, paired_difference, seed_difference, spread
+from transferlab.training.comparison import still_improving
+from transferlab.training.config import ExperimentConfig
+from transferlab.training.outcome import Outcome
 
 CURVES = Path(__file__).parent / "data" / "curves.csv"
 

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from transferlab import TransferlabError, compare
-from transferlab.outcome import Outcome
-from transferlab.store import RunStore, default_store_path
+from transferlab.training.outcome import Outcome
+from transferlab.training.store import RunStore, default_store_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,7 +164,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path, outcome):
     store = RunStore(path)
     cid = store.save(outcome)
     code = (
-        "import sys\nfrom transferlab.store import RunStore\n"
+        "import sys\nfrom transferlab.training.store import RunStore\n"
         "store = RunStore(sys.argv[1]); outcome = store.load(int(sys.argv[2]))\n"
         "for _ in range(25): store.save(outcome, owner=sys.argv[3])\n"
     )
@@ -178,7 +178,7 @@ def test_a_killed_writer_leaves_its_committed_comparisons_intact(tmp_path, outco
     path = tmp_path / "runs.sqlite"
     cid = RunStore(path).save(outcome)
     code = (
-        "import sys\nfrom transferlab.store import RunStore\n"
+        "import sys\nfrom transferlab.training.store import RunStore\n"
         "store = RunStore(sys.argv[1]); outcome = store.load(int(sys.argv[2]))\n"
         "while True:\n    print(store.save(outcome), flush=True)\n"
     )

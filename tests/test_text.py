@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from transferlab import ConfigError, ExperimentConfig, compare, create_backbone, load_dataset
-from transferlab.outcome import Outcome
-from transferlab.textnet import TEXT_LENGTH, minilm_dir, tokenize
-from transferlab.zeroshot import encode_texts, labels_worth, zero_shot
+from transferlab.models.textnet import TEXT_LENGTH, minilm_dir, tokenize
+from transferlab.studies.zeroshot import encode_texts, labels_worth, zero_shot
+from transferlab.training.outcome import Outcome
 
 PAIR = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."]
 
@@ -162,9 +162,9 @@ def test_without_its_own_random_state_a_text_run_would_depend_on_what_ran_before
     """The check above can fail: with dropout drawing from the global generator, the numbers move."""
     import contextlib
 
-    import transferlab.run
+    import transferlab.training.run
 
-    monkeypatch.setattr(transferlab.run, "RandomState", lambda seed, device: contextlib.nullcontext())
+    monkeypatch.setattr(transferlab.training.run, "RandomState", lambda seed, device: contextlib.nullcontext())
     torch.manual_seed(1)
     first = compare(tiny_text, ("scratch",)).table.test_loss.iloc[0]
     torch.manual_seed(2)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from transferlab import compare
-from transferlab.store import RunStore
-from transferlab.transfermap import Grid, run_sweep
+from transferlab.studies.grid import Grid, run_sweep
+from transferlab.training.store import RunStore
 
 COLUMNS = ["per_class", "seed", "freeze_depth", "arm"]
 

@@ -10,12 +10,12 @@ from PIL import Image
 
 from tests.upload_corpus import image, zip_of
 from transferlab import ExperimentConfig, load_dataset
-from transferlab.datasets import BUILTIN_VERSION, dataset_version
-from transferlab.imports import import_images
-from transferlab.outcome import comparison_key
-from transferlab.splits import prepare_data
-from transferlab.store import RunStore
-from transferlab.transfermap import Grid, run_sweep
+from transferlab.data.imports import import_images
+from transferlab.data.registry import BUILTIN_VERSION, dataset_version
+from transferlab.studies.grid import Grid, run_sweep
+from transferlab.training.outcome import comparison_key
+from transferlab.training.splits import prepare_data
+from transferlab.training.store import RunStore
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from transferlab.uploads import MB, ImportLimits
+from transferlab.data.uploads import MB, ImportLimits
 
 
 def image(color=(200, 30, 30), size=(48, 32), mode="RGB", fmt="PNG", **save) -> bytes:

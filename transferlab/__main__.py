@@ -39,7 +39,7 @@ def _per_class(value: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import DEFAULT_STEPS, PATIENCE_CAP, PRECISIONS, ExperimentConfig
+    from .training.config import DEFAULT_STEPS, PATIENCE_CAP, PRECISIONS, ExperimentConfig
 
     d = ExperimentConfig()
     parser = argparse.ArgumentParser(prog="python -m transferlab", description=__doc__.split("\n")[0])
@@ -185,9 +185,9 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_sweep(args) -> None:
-    from .config import ExperimentConfig
-    from .store import RunStore
-    from .transfermap import Grid, run_sweep
+    from .training.store import RunStore
+    from .studies.grid import Grid, run_sweep
+    from .training.config import ExperimentConfig
 
     try:
         grid = Grid(
@@ -214,21 +214,21 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_import(args) -> None:
-    from .imports import import_images
+    from .data.imports import import_images
 
     print(import_images(args.path, args.name, replace=args.replace).summary())
     print(f"use it: python -m transferlab compare --dataset {args.name}")
 
 
 def cmd_remove(args) -> None:
-    from .imports import delete_imported
+    from .data.imports import delete_imported
 
     delete_imported(args.name)
     print(f"removed the imported dataset {args.name!r}")
 
 
 def cmd_runs(args) -> None:
-    from .store import RunStore
+    from .training.store import RunStore
 
     store = RunStore(args.store)
     if args.csv:
@@ -248,7 +248,7 @@ def cmd_runs(args) -> None:
 
 
 def cmd_backbones(args) -> None:
-    from .backbones import backbone_status, get_spec, list_backbones
+    from .models.registry import backbone_status, get_spec, list_backbones
 
     for name in list_backbones():
         spec = get_spec(name)
@@ -259,7 +259,7 @@ def cmd_backbones(args) -> None:
 
 
 def cmd_datasets(args) -> None:
-    from .datasets import dataset_status, describe_dataset, list_datasets
+    from .data.registry import dataset_status, describe_dataset, list_datasets
 
     for name in list_datasets():
         ok, why = dataset_status(name)
@@ -269,7 +269,7 @@ def cmd_datasets(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .predict import predict_imagenet
+    from .studies.predict import predict_imagenet
 
     for path in args.images:
         if not os.path.isfile(path):
@@ -281,9 +281,9 @@ def cmd_predict(args) -> None:
 
 
 def cmd_zeroshot(args) -> None:
-    from .config import ExperimentConfig
-    from .datasets import dataset_modality
-    from .zeroshot import zero_shot
+    from .data.registry import dataset_modality
+    from .studies.zeroshot import zero_shot
+    from .training.config import ExperimentConfig
 
     backbone = args.backbone or ("minilm_l6" if dataset_modality(args.dataset) == "text" else "efficientnet_lite0")
     config = ExperimentConfig(dataset=args.dataset, backbone=backbone, test_per_class=args.test_per_class)
@@ -296,8 +296,8 @@ def cmd_zeroshot(args) -> None:
 
 
 def cmd_choose(args) -> None:
-    from .choosing import compare_backbones
-    from .config import ExperimentConfig
+    from .studies.choosing import compare_backbones
+    from .training.config import ExperimentConfig
 
     config = ExperimentConfig(
         dataset=args.dataset, per_class=args.per_class, freeze_depth=args.freeze_depth, steps=args.steps
@@ -310,8 +310,8 @@ def cmd_choose(args) -> None:
 
 
 def cmd_multitask(args) -> None:
-    from .config import ExperimentConfig
-    from .multitask import compare_multitask
+    from .studies.multitask import compare_multitask
+    from .training.config import ExperimentConfig
 
     config = ExperimentConfig(
         dataset=args.dataset,
@@ -327,10 +327,10 @@ def cmd_multitask(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from .callbacks import Printer
-    from .comparison import compare
-    from .config import ExperimentConfig
     from .errors import ConfigError
+    from .training.callbacks import Printer
+    from .training.comparison import compare
+    from .training.config import ExperimentConfig
 
     config = ExperimentConfig(
         dataset=args.dataset,
@@ -352,14 +352,14 @@ def cmd_compare(args) -> None:
         precision=args.precision,
     )
     if args.export:  # a bad name is said before the training, not after it
-        from .export import export_format
+        from .serve.export import export_format
 
         export_format(args.export)
         if "finetune" not in args.arms.split(","):
             raise ConfigError("--export saves the finetune arm: include it in --arms")
     result = compare(config, arms=args.arms.split(","), callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
     if args.export:
-        from .export import export_model
+        from .serve.export import export_model
 
         print(f"saved the finetune model to {export_model(result, args.export)}", file=sys.stderr)
     if args.json:

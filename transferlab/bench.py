@@ -72,7 +72,7 @@ def loop_gflop(flops: tuple[float, float], prefix_images: int, train_images: int
 
 
 def _config(args, k: int):
-    from .config import ExperimentConfig
+    from .training.config import ExperimentConfig
 
     return ExperimentConfig(per_class=args.per_class, epochs=args.epochs, freeze_depth=k, seed=0, device=args.device)
 
@@ -88,10 +88,10 @@ def run_reference(config) -> dict:
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
 
-    from .backbones import create_backbone, get_spec
     from .device import pick_device
-    from .freezing import freeze_to
-    from .splits import prepare_data
+    from .models.freezing import freeze_to
+    from .models.registry import create_backbone, get_spec
+    from .training.splits import prepare_data
 
     device = pick_device(config.device)
     data = prepare_data(config, torch.device("cpu"))
@@ -142,8 +142,8 @@ def run_reference(config) -> dict:
 
 
 def run_transferlab(config) -> dict:
-    from .comparison import compare
-    from .datasets import load_dataset
+    from .data.registry import load_dataset
+    from .training.comparison import compare
 
     load_dataset(config.dataset)  # reading the files is not what is compared: both loops start after it
     started = time.perf_counter()
@@ -162,9 +162,9 @@ def run_transferlab(config) -> dict:
 
 def run_dashboard_default(config) -> dict:
     """The dashboard's default comparison (both arms): when the first point and the verdict come."""
-    from .callbacks import Callback
-    from .comparison import compare
-    from .datasets import load_dataset
+    from .data.registry import load_dataset
+    from .training.callbacks import Callback
+    from .training.comparison import compare
 
     started = time.perf_counter()
     firsts: dict[str, float] = {}
@@ -192,11 +192,11 @@ def run_transfer_map(config) -> dict:
     default budget, in this process (`run_sweep`, a new run store: nothing comes from a previous run)."""
     import tempfile
 
-    from .backbones import get_spec
-    from .config import ExperimentConfig
-    from .datasets import load_dataset
-    from .store import RunStore
-    from .transfermap import Grid, run_sweep
+    from .data.registry import load_dataset
+    from .models.registry import get_spec
+    from .training.store import RunStore
+    from .studies.grid import Grid, run_sweep
+    from .training.config import ExperimentConfig
 
     base = ExperimentConfig(device=config.device)
     grid = Grid(base=base, freeze_depth=range(get_spec(base.backbone).num_blocks + 1), per_class=MAP_SIZES)
@@ -220,8 +220,8 @@ def run_queue_memory(config, runs: int = 20) -> dict:
     holding every finished `Job`, as sessions do) and the worker process, after each comparison."""
     import tempfile
 
-    from .jobs import JobQueue
-    from .store import RunStore
+    from .serve.jobs import JobQueue
+    from .training.store import RunStore
 
     def rss_mb(pid: int) -> float:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -250,7 +250,7 @@ def run_gpu_throughput(backbone: str, steps: int = 30, batch: int = 256, size: i
     import torch
     import torch.nn.functional as F
 
-    from .backbones import create_backbone
+    from .models.registry import create_backbone
 
     model = create_backbone(backbone, 1000, pretrained=False).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -338,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .backbones import get_spec
     from .device import bf16_passes, device_name, pick_device
+    from .models.registry import get_spec
 
     device = pick_device(args.device)
     n = get_spec("efficientnet_lite0").num_blocks

@@ -1,0 +1,214 @@
+"""A training worker process: the page server hands it comparisons, it sends back records.
+
+Started by `JobQueue` as `python -m transferlab.serve.worker FD [--runner MODULE:FUNCTION] [--warm DATASET:BACKBONE]`,
+where FD is its end of a socket pair. Training here, not in the page server, is what keeps a room of
+open pages from slowing every run down: the server's interpreter only serves pages, and this
+process has the CPU cores (or the GPU) to itself.
+
+Messages (tuples over a `multiprocessing.connection.Connection`):
+    server -> worker: ("job", job_id, config, arms, max_work), ("stop", job_id)
+    worker -> server: ("start", job_id, arm, total_steps, device),
+                      ("progress", job_id, arm, step, images_seen), ("end", job_id, arm, step),
+                      ("phase", job_id, text),
+                      ("record", job_id, Record), ("done", job_id, Outcome), ("failed", job_id, message)
+
+A stop request is read by a thread of its own, so it reaches the training loop within one batch
+(the loop checks it between batches and while caching features); the server kills a worker that
+does not answer in time and starts another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+
+POLL_SECONDS = 0.2  # how often the server looks at its worker and the stop flag
+PROGRESS_EVERY = 0.2  # seconds between progress messages: a bar that moves, not a flood
+
+log = logging.getLogger("transferlab.serve.worker")
+
+
+def _sink(conn: Connection, job_id: int):
+    from ..device import device_name
+    from ..training.callbacks import Callback
+
+    class Sink(Callback):
+        """Forwards a run's events to the server, progress at most every `PROGRESS_EVERY` seconds."""
+
+        def __init__(self):
+            self.last = 0.0
+
+        def on_run_start(self, run) -> None:
+            conn.send(("start", job_id, run.arm.name, run.plan.steps, device_name(run.device)))
+
+        def on_batch_end(self, run) -> None:
+            now = time.monotonic()
+            if now - self.last >= PROGRESS_EVERY or run.step == run.plan.steps:
+                self.last = now
+                conn.send(("progress", job_id, run.arm.name, run.step, run.images_seen))
+
+        def on_record(self, run, record) -> None:
+            conn.send(("record", job_id, record))
+            if record.split == "val" and record.step == run.plan.steps:
+                conn.send(("phase", job_id, "final test on the whole test split"))
+
+        def on_run_end(self, run) -> None:
+            conn.send(("end", job_id, run.arm.name, run.step))
+
+    return Sink()
+
+
+def _runner(spec: str | None):
+    if not spec:
+        from ..training.comparison import compare
+
+        return compare
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _warm(spec: str | None) -> None:
+    """Load the default dataset and weights before the first job asks for them."""
+    if not spec:
+        return
+    from ..data.registry import dataset_status, load_dataset
+    from ..models.registry import backbone_status, create_backbone
+
+    dataset, _, backbone = spec.partition(":")
+    if dataset_status(dataset)[0]:
+        load_dataset(dataset)
+    if backbone_status(backbone)[0]:
+        create_backbone(backbone, 10)
+
+
+def _keep(result, key: str) -> None:
+    """Keep the finetune arm's network on disk so that the page can offer it for download."""
+    from .export import keep_model
+
+    if hasattr(result, "runs"):  # not the tests' stand-in runners
+        try:
+            keep_model(result, key)
+        except OSError as error:  # a full disk costs the download, not the comparison
+            log.warning("could not keep the model of %s: %s", key, error)
+
+
+def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = None) -> None:
+    """Train the jobs that arrive on `conn`, one at a time, until the server goes away."""
+    jobs: queue.Queue = queue.Queue()
+    stops: dict[int, threading.Event] = {}
+
+    def listen():  # the server's messages, read while the main thread trains
+        try:
+            while True:
+                message = conn.recv()
+                if message[0] == "job":
+                    stops.setdefault(message[1], threading.Event())
+                    jobs.put(message)
+                elif message[0] == "stop":
+                    stops.setdefault(message[1], threading.Event()).set()
+        except (EOFError, OSError):
+            os._exit(0)  # the server is gone: so is the reason to train
+
+    threading.Thread(target=listen, name="transferlab-worker-listen", daemon=True).start()
+    from ..errors import TransferlabError
+    from ..training.outcome import Outcome, comparison_key
+
+    runner = _runner(runner_spec)
+    _warm(warm)
+    while True:
+        _, job_id, config, arms, max_work = jobs.get()
+        stop = stops[job_id]
+        started = time.perf_counter()
+        try:
+            conn.send(("phase", job_id, "loading data and models"))
+            result = runner(config, arms, callbacks=[_sink(conn, job_id)], stop=stop, max_work=max_work)
+            message = ("done", job_id, Outcome.of(result, elapsed=time.perf_counter() - started))
+            _keep(result, comparison_key(config, tuple(arms)))
+        except TransferlabError as error:  # bad settings, missing data, a diverged loss: the message says what to do
+            message = ("failed", job_id, str(error))
+        except Exception as error:  # a bug, or out of memory: say what, keep serving
+            log.exception("job %s failed", job_id)
+            message = ("failed", job_id, f"{type(error).__name__}: {error}")
+        result = None  # the networks and data go before the next job
+        stops.pop(job_id, None)
+        conn.send(message)
+
+
+class WorkerProcess:
+    """The server's end: one worker process and its socket. `train` relays one job's messages to
+    the `Job` (its `stop_event` and `_handle`) until the job ends."""
+
+    def __init__(self, runner: str | None, warm: str | None, slot: int):
+        env = dict(os.environ)
+        if gpu_count():  # one GPU per worker, round robin when there are more workers than GPUs
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpu_count())
+        self.conn, child = Pipe(duplex=True)
+        command = [sys.executable, "-m", "transferlab.serve.worker", str(child.fileno())]
+        command += ["--runner", runner] if runner else []
+        command += ["--warm", warm] if warm else []
+        self.process = subprocess.Popen(command, pass_fds=(child.fileno(),), env=env)
+        child.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.conn.close()
+
+    def train(self, job, max_work: int | None, stop_grace: float) -> tuple[str, object]:
+        """Hand `job` to the process and relay its messages to the job until it ends. Returns
+        ("done", outcome), ("failed", message), ("died", exit code) or ("deaf", None): a stop
+        not answered within `stop_grace` seconds, after which the process is killed."""
+        self.conn.send(("job", job.id, job.config, job.arms, max_work))
+        stop_sent = None
+        while True:
+            try:
+                message = self.conn.recv() if self.conn.poll(POLL_SECONDS) else None
+            except (EOFError, OSError):
+                message = None
+            if message is None and not self.alive:
+                return "died", self.process.wait()
+            if job.stop_event.is_set() and stop_sent is None:
+                self.conn.send(("stop", job.id))
+                stop_sent = time.monotonic()
+            elif stop_sent is not None and time.monotonic() - stop_sent > stop_grace:
+                self.kill()
+                return "deaf", None
+            if message is None:
+                continue
+            if message[0] in ("done", "failed"):
+                return message[0], message[2]
+            if message[1] == job.id:
+                job._handle(message)
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m transferlab.serve.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("fd", type=int, help="this process's end of the socket pair to the server")
+    parser.add_argument("--runner", help="MODULE:FUNCTION with compare's signature (tests use stand-ins)")
+    parser.add_argument("--warm", help="DATASET:BACKBONE to load before the first job")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="transferlab worker %(process)d: %(message)s")
+    serve(Connection(args.fd), args.runner, args.warm)
+
+
+if __name__ == "__main__":
+    main()
