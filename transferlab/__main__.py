@@ -185,9 +185,9 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_sweep(args) -> None:
-    from .training.store import RunStore
     from .studies.grid import Grid, run_sweep
     from .training.config import ExperimentConfig
+    from .training.store import RunStore
 
     try:
         grid = Grid(

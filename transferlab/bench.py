@@ -194,9 +194,9 @@ def run_transfer_map(config) -> dict:
 
     from .data.registry import load_dataset
     from .models.registry import get_spec
-    from .training.store import RunStore
     from .studies.grid import Grid, run_sweep
     from .training.config import ExperimentConfig
+    from .training.store import RunStore
 
     base = ExperimentConfig(device=config.device)
     grid = Grid(base=base, freeze_depth=range(get_spec(base.backbone).num_blocks + 1), per_class=MAP_SIZES)
