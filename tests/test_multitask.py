@@ -1,10 +1,13 @@
+import threading
 from dataclasses import replace
 
 import pytest
 import torch
 
 from transferlab import ConfigError, compare, plots
-from transferlab.studies.multitask import compare_multitask, task_configs, train_tasks
+from transferlab.errors import StopTraining
+from transferlab.studies.multitask import MultitaskRun, compare_multitask, task_configs, train_tasks
+from transferlab.training.callbacks import Callback, History, StopOnEvent
 
 HALVES = {"top": {"classes": (0, 1)}, "bottom": {"classes": (2, 3)}}
 
@@ -88,3 +91,36 @@ def test_multitask_bars_show_alone_and_together_per_task_with_the_spread(result)
     means = result.table.groupby(["setting", "task"]).test_accuracy.mean()
     assert fig.data[1].y[0] == pytest.approx(means[("together", "top")])
     assert fig.data[0].error_y.visible  # two seeds: a range
+
+
+def test_a_multitask_run_is_a_run_with_the_engines_callbacks(tiny):
+    configs = task_configs(tiny, HALVES)
+    history = History()
+    model, rows, _ = train_tasks(configs, callbacks=[history])
+    records = history.frame()
+    # Records per task, as any run's: a train and a val record per validation point, one test record.
+    run_steps = list(MultitaskRun(configs).plan.eval_steps)
+    for task, row in zip(HALVES, rows):
+        mine = records[records.arm == task]
+        assert mine[mine.split == "val"].step.tolist() == run_steps
+        assert mine[mine.split == "train"].step.tolist() == run_steps
+        assert mine[mine.split == "test"].accuracy.tolist() == [row["test_accuracy"]]
+    # Stop reaches it between batches, as it reaches a comparison.
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(StopTraining):
+        train_tasks(configs, callbacks=[StopOnEvent(stop)])
+    # Patience: it stops once the tasks' mean validation accuracy stops improving, and keeps its best step.
+    patient = MultitaskRun(task_configs(replace(tiny, patience=1), HALVES))
+    for _ in patient.rounds():
+        pass
+    assert patient.best_step is not None and patient.step <= patient.plan.steps
+
+
+def test_a_stopped_multitask_comparison_says_so(tiny):
+    class StopAfterFirstRecord(Callback):
+        def on_record(self, run, record):
+            raise StopTraining("stop requested")
+
+    with pytest.raises(StopTraining):
+        compare_multitask(tiny, HALVES, callbacks=[StopAfterFirstRecord()])

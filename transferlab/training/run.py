@@ -88,9 +88,9 @@ class Run:
         for cb in self.callbacks:
             cb.check_stop(self)
 
-    def _emit(self, split: str, loss: float, accuracy: float) -> None:
+    def _emit(self, split: str, loss: float, accuracy: float, arm: str | None = None) -> None:
         record = Record(
-            self.arm.name, round(self.epoch, 3), self.step, split, float(loss), float(accuracy),
+            arm or self.arm.name, round(self.epoch, 3), self.step, split, float(loss), float(accuracy),
             self.images_seen, round(self.seconds, 4),
         )  # fmt: skip
         for cb in self.callbacks:
@@ -98,31 +98,37 @@ class Run:
 
     def _train_until(self, end: int, batches: Iterator) -> None:
         """Train up to step `end`; emit the running mean of loss and accuracy over these steps."""
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device)
+        sums: dict[str, list] = {}  # per emitted name: [loss sum, correct, examples], kept on the device
         first_bad = torch.full((), -1, device=self.device)  # the first step whose loss was NaN or inf
-        seen = 0
         while self.step < end:
-            x, y = next(batches)
-            with autocast(self.device, self.bf16_train), self.random_state:
-                logits = self.model(x, start=self.k)
-            loss = F.cross_entropy(logits.float(), y)
+            loss, parts = self._forward_loss(next(batches))
             # Kept on the device and read once a round: no host synchronisation per step.
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), self.step + 1, first_bad)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
+            for name, part_loss, correct, n in parts:
+                tally = sums.setdefault(name, [0.0, 0, 0])
+                tally[0] = tally[0] + part_loss.detach() * n
+                tally[1] = tally[1] + correct
+                tally[2] += n
+                self.images_seen += n
             self.step += 1
-            self.images_seen += len(y)
             for cb in self.callbacks:
                 cb.on_batch_end(self)
         if first_bad.item() >= 0:
             raise diverged(self, int(first_bad.item()))
-        self._emit("train", loss_sum.item() / seen, correct.item() / seen)
+        for name, (loss_sum, correct, seen) in sums.items():
+            self._emit("train", float(loss_sum) / seen, float(correct) / seen, name)
+
+    def _forward_loss(self, batch) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor, int]]]:
+        """The loss to step on, and per emitted name (loss, number right, examples) for the records."""
+        x, y = batch
+        with autocast(self.device, self.bf16_train), self.random_state:
+            logits = self.model(x, start=self.k)
+        loss = F.cross_entropy(logits.float(), y)
+        return loss, [(self.arm.name, loss, (logits.argmax(1) == y).sum(), len(y))]
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> tuple[float, float, torch.Tensor]:
@@ -162,9 +168,7 @@ class Run:
             else:
                 yield from self._train(started)
                 started = time.perf_counter()
-            self.test_loss, self.test_accuracy, self.test_predictions = self.evaluate("test")
-            self.seconds += time.perf_counter() - started
-            self._emit("test", self.test_loss, self.test_accuracy)
+            self._test(started)
         finally:
             self.model.eval()
             for cb in self.callbacks:
@@ -173,15 +177,12 @@ class Run:
     def _train(self, started: float) -> Iterator[int]:
         """The optimiser over the plan's steps, a validation point at a time (see `rounds`)."""
         self.model.train()
-        batches = self.inputs.train_batches(self.plan.batch_sizes, self.shuffle)
+        batches = self._train_batches()
         best, best_state, since_best = -1.0, None, 0
         for end in self.plan.eval_steps:
             self._train_until(end, batches)
-            if len(self.data.val_labels):
-                loss, self.val_accuracy, _ = self.evaluate("val")
-                self.seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                self._emit("val", loss, self.val_accuracy)
+            if self._has_val():
+                started = self._validate(started)
                 if self.plan.patience is not None:
                     since_best += 1
                     if self.val_accuracy > best:
@@ -196,6 +197,29 @@ class Run:
             self.model.load_state_dict(best_state)
             self.val_accuracy = best
         self.seconds += time.perf_counter() - started
+
+    # --- what a run with several heads (`studies.multitask`) does differently -------------------
+
+    def _train_batches(self) -> Iterator:
+        return self.inputs.train_batches(self.plan.batch_sizes, self.shuffle)
+
+    def _has_val(self) -> bool:
+        return len(self.data.val_labels) > 0
+
+    def _validate(self, started: float) -> float:
+        """Measure the validation split into `val_accuracy` (what patience watches) and emit it;
+        returns the time the run's own clock restarts from."""
+        loss, self.val_accuracy, _ = self.evaluate("val")
+        self.seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        self._emit("val", loss, self.val_accuracy)
+        return started
+
+    def _test(self, started: float) -> None:
+        """Measure the test split, once, at the end."""
+        self.test_loss, self.test_accuracy, self.test_predictions = self.evaluate("test")
+        self.seconds += time.perf_counter() - started
+        self._emit("test", self.test_loss, self.test_accuracy)
 
     @torch.no_grad()
     def _fit_head(self) -> None:
