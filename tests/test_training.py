@@ -388,3 +388,22 @@ def test_the_pixels_arm_is_logistic_regression_on_raw_pixels(tiny):
     assert list(records.split) == ["train", "val", "test"] and set(records.step) == {result.runs["finetune"].plan.steps}
     with pytest.raises(ConfigError, match="does not apply to image data; use pixels"):
         compare(tiny, ("tfidf",))
+
+
+def test_every_arm_writes_a_row_of_the_same_shape(tiny):
+    from transferlab.training.arm_run import ROW, arm_row
+
+    result = compare(replace(tiny, freeze_depth=3), arms=["finetune", "probe", "pixels", "scratch_tuned"])
+    assert set(ROW) <= set(result.table.columns)
+    assert all(c in ROW or c.startswith("change:") for c in result.table.columns)
+    table = result.table.set_index("arm")
+    # Steps are optimiser steps: none for a fit in one go, network or baseline alike.
+    assert table.steps.to_dict() == {"finetune": result.runs["finetune"].plan.steps, "probe": 0, "pixels": 0,
+                                     "scratch_tuned": result.runs["scratch_tuned"].chosen.step}  # fmt: skip
+    # What a baseline lacks says so; the fits in one go are measured where the budget ends.
+    assert (table.loc["pixels", "backbone"], table.loc["pixels", "trainable_params"]) == ("none", 0)
+    end = result.runs["finetune"].plan.steps
+    for arm in ("probe", "pixels"):
+        assert set(result.history[result.history.arm == arm].step) == {end}
+    with pytest.raises(KeyError, match="add it to ROW"):
+        arm_row(result.runs["finetune"], colour="red")

@@ -187,7 +187,7 @@ def _ints(text: str) -> list[int]:
 def cmd_sweep(args) -> None:
     from .studies.grid import Grid, run_sweep
     from .training.config import ExperimentConfig
-    from .training.store import RunStore
+    from .training.store import RunStore, write_csv
 
     try:
         grid = Grid(
@@ -209,8 +209,7 @@ def cmd_sweep(args) -> None:
         print("finetune minus scratch, test accuracy points (mean over seeds), freeze depth x images per class:")
         print((gap * 100).round(1).to_string())
     if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
+        print(f"wrote {write_csv(table, args.csv)}")
 
 
 def cmd_import(args) -> None:

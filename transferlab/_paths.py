@@ -1,8 +1,12 @@
-"""Where transferlab keeps what it downloads or unpacks (infrastructure, not public API)."""
+"""Where transferlab keeps what it downloads or unpacks, and how it writes a file whole
+(infrastructure, not public API)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -23,3 +27,21 @@ def torch_checkpoint_dir() -> Path:
     import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to, renamed onto `path` when the block ends
+    without an error and removed otherwise: a reader sees the old file or the whole new one,
+    never half of one, and a failed write leaves nothing behind.
+
+        with atomic_path(target) as tmp:
+            torch.save(payload, tmp)
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # unique: writers never share one
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

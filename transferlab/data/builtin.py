@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._paths import data_dir
+from .._paths import atomic_path, data_dir
 from ..errors import Unavailable
 from .folders import FOLDER_IMAGE_SIZE
 from .registry import ImageDataset, register_dataset, split_fixed
@@ -163,15 +163,9 @@ def _register_online(name: str, description: str, build: Callable[[Path], ImageD
             return ImageDataset(**torch.load(cached, weights_only=True), source=str(cached))
         ds = build(data_dir())
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")  # write then rename: an interrupted save leaves no half file
-        torch.save(
-            {
-                k: getattr(ds, k)
-                for k in ("name", "classes", "train_images", "train_labels", "test_images", "test_labels")
-            },
-            tmp,
-        )
-        tmp.replace(cached)
+        with atomic_path(cached) as tmp:  # an interrupted save leaves no half file
+            keys = ("name", "classes", "train_images", "train_labels", "test_images", "test_labels")
+            torch.save({k: getattr(ds, k) for k in keys}, tmp)
         return ds
 
     return loader

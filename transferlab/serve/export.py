@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._paths import data_dir
+from .._paths import atomic_path, data_dir
 from ..data.transforms import fit_square, to_model_input
 from ..errors import ConfigError
 from ..models.registry import BlockNet, create_backbone, get_spec
@@ -120,12 +120,8 @@ class Classifier:
         format = format or export_format(path)
         if format not in ("onnx", "torchscript"):
             raise ConfigError(f"{format!r}: a model is exported as 'onnx' or 'torchscript'")
-        tmp = path.with_name(path.name + ".tmp")
-        try:
+        with atomic_path(path) as tmp:
             (_write_onnx if format == "onnx" else _write_torchscript)(self, tmp)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
 
@@ -222,9 +218,8 @@ def save_checkpoint(classifier: Classifier, path: str | Path) -> Path:
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

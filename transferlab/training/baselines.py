@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .arm_run import arm_row
 from .callbacks import Callback, Record
 from .config import Arm, ExperimentConfig, Plan, plan
 from .splits import ExperimentData
@@ -99,7 +100,8 @@ class BaselineRun:
         return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), classifier)
 
     def _emit(self, split: str, loss: float, accuracy: float) -> None:
-        record = Record(self.arm.name, round(self.plan.epochs, 3), self.step, split, float(loss),
+        # Fitted in one go, it takes no optimiser steps; it is measured where the budget ends.
+        record = Record(self.arm.name, round(self.plan.epochs, 3), self.plan.steps, split, float(loss),
                         float(accuracy), self.images_seen, round(self.seconds, 4))  # fmt: skip
         for cb in self.callbacks:
             cb.on_record(self, record)
@@ -123,7 +125,7 @@ class BaselineRun:
                 cb.check_stop(self)
             x, model = self._inputs(), self._model()
             model.fit(x["train"], self.data.train_labels.cpu().numpy())
-            self.step, self.images_seen = self.plan.steps, len(self.data.train_labels)
+            self.images_seen = len(self.data.train_labels)
             self._emit("train", *self._measure(model, x["train"], self.data.train_labels)[:2])
             if len(self.data.val_labels):
                 loss, self.val_accuracy, _ = self._measure(model, x["val"], self.data.val_labels)
@@ -141,27 +143,5 @@ class BaselineRun:
                 cb.on_run_end(self)
 
     def row(self) -> dict:
-        """This baseline's line in a result table (the network-only columns left empty)."""
-        cfg = self.config
-        return {
-            "arm": self.arm.name,
-            "backbone": "none",
-            "dataset": cfg.dataset,
-            "per_class": cfg.per_class,
-            "freeze_depth": 0,
-            "image_size": cfg.size,
-            "seed": cfg.seed,
-            "steps": 0,
-            "epochs": 0.0,
-            "best_step": None,
-            "lr": None,
-            "val_accuracy": self.val_accuracy,
-            "test_accuracy": self.test_accuracy,
-            "test_loss": self.test_loss,
-            "seconds": round(self.seconds, 2),
-            "trainable_params": 0,
-            "total_params": 0,
-            "cached_features": False,
-            "bf16": "no",
-            "device": "CPU (scikit-learn)",
-        }
+        """This baseline's line in a result table (the network-only columns say there is none)."""
+        return arm_row(self, device="CPU (scikit-learn)")

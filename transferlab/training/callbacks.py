@@ -130,7 +130,7 @@ class TqdmProgress(Callback):
 
     def on_record(self, run: Run, record: Record) -> None:
         bar = self._bars[run.arm.name]
-        bar.update(run.step - bar.n)  # a baseline fits in one go: its bar jumps to the end
+        bar.update(max(0, record.step - bar.n))  # a fit in one go is measured at the end: its bar jumps there
         if record.split != "train":
             self._bars[run.arm.name].set_postfix({f"{record.split} acc": f"{record.accuracy:.1%}"})
 

@@ -20,6 +20,7 @@ import pandas as pd
 from ..device import pick_device
 from ..errors import ConfigError, StopTraining
 from ..stats import Difference, paired_difference
+from .arm_run import ArmRun
 from .baselines import BaselineRun
 from .callbacks import Callback, History, StopOnEvent
 from .config import ARMS, Arm, ExperimentConfig, plan
@@ -131,7 +132,7 @@ class ComparisonResult(Verdicts):
     config: ExperimentConfig
     table: pd.DataFrame
     history: pd.DataFrame
-    runs: dict[str, Run | BaselineRun | TunedRun] = field(repr=False)
+    runs: dict[str, ArmRun] = field(repr=False)  # networks and baselines, read through one protocol
     data: ExperimentData = field(repr=False)
     stopped: bool = False
 
@@ -139,7 +140,7 @@ class ComparisonResult(Verdicts):
         return (self.runs[arm].test_predictions == self.data.test_labels).cpu().numpy()
 
 
-def run_class(arm: Arm) -> type[Run | BaselineRun | TunedRun]:
+def run_class(arm: Arm) -> type[ArmRun]:
     """What trains an arm: a cheap baseline, a network at each candidate rate, or one network."""
     return BaselineRun if arm.init == "baseline" else TunedRun if arm.tune_lr else Run
 

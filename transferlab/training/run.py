@@ -21,6 +21,7 @@ from ..device import autocast, bf16_passes, device_name
 from ..errors import ConfigError, TrainingDiverged
 from ..models.freezing import block_change, freeze_to, weight_snapshot
 from ..models.registry import BlockNet, create_backbone
+from .arm_run import arm_row
 from .callbacks import Callback, Record
 from .config import Arm, ExperimentConfig, Plan, plan
 from .features import Inputs
@@ -89,8 +90,12 @@ class Run:
             cb.check_stop(self)
 
     def _emit(self, split: str, loss: float, accuracy: float, arm: str | None = None) -> None:
+        # A head fitted to convergence takes no optimiser steps; like a baseline, it is measured
+        # where the budget ends.
+        converged = self.arm.fit == "converge"
         record = Record(
-            arm or self.arm.name, round(self.epoch, 3), self.step, split, float(loss), float(accuracy),
+            arm or self.arm.name, round(self.plan.epochs if converged else self.epoch, 3),
+            self.plan.steps if converged else self.step, split, float(loss), float(accuracy),
             self.images_seen, round(self.seconds, 4),
         )  # fmt: skip
         for cb in self.callbacks:
@@ -247,31 +252,21 @@ class Run:
 
     def row(self) -> dict:
         """This run's line in a result table."""
-        cfg = self.config
-        return {
-            "arm": self.arm.name,
-            "backbone": cfg.backbone,
-            "dataset": cfg.dataset,
-            "per_class": cfg.per_class,
-            "freeze_depth": self.k,
-            "image_size": cfg.size,
-            "seed": cfg.seed,
-            "steps": self.step,
-            "epochs": round(self.epoch, 2),
-            "best_step": self.best_step,
-            "lr": None if self.arm.fit == "converge" else cfg.lr * self.arm.lr_mult,  # no rate: a convex fit
-            "val_accuracy": self.val_accuracy,
-            "test_accuracy": self.test_accuracy,
-            "test_loss": self.test_loss,
-            "seconds": round(self.seconds, 2),
-            "trainable_params": self.trainable_params,
-            "total_params": self.total_params,
-            "cached_features": self.inputs.cached,
-            "bf16": "all" if self.bf16_train else "prefix+eval" if self.inputs.bf16 else "no",
-            "device": device_name(self.device),
+        return arm_row(
+            self,
+            backbone=self.config.backbone,
+            freeze_depth=self.k,
+            epochs=round(self.epoch, 2),
+            best_step=self.best_step,
+            lr=None if self.arm.fit == "converge" else self.config.lr * self.arm.lr_mult,  # no rate: a convex fit
+            trainable_params=self.trainable_params,
+            total_params=self.total_params,
+            cached_features=self.inputs.cached,
+            bf16="all" if self.bf16_train else "prefix+eval" if self.inputs.bf16 else "no",
+            device=device_name(self.device),
             # Each block's relative weight change over the run, "change:<block>" (plots.weight_change).
             **{f"change:{name}": v for name, v in block_change(self.model, self.start_weights).items()},
-        }
+        )
 
 
 class RandomState:

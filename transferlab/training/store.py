@@ -20,7 +20,6 @@ import io
 import json
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._paths import data_dir
+from .._paths import atomic_path, data_dir
 from ..errors import TransferlabError
 from .config import ExperimentConfig
 from .outcome import Outcome
@@ -219,20 +218,13 @@ def _arm_rows(c, class_accuracy: bool) -> list[dict]:
     return rows
 
 
-def _write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write `frame` to `path` whole or not at all."""
-    # To a temporary file beside the target, then renamed: a failed export leaves no half-written CSV.
     path = Path(path)
     if not path.parent.is_dir():
         raise TransferlabError(f"Cannot export to {path}: its folder {path.parent} does not exist. Create it first.")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            frame.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        frame.to_csv(f, index=False)
     return path
 
 
@@ -360,13 +352,13 @@ class RunStore:
             class_accuracy: add an `accuracy[<class>]` column per class name.
         """
         rows = [row for c in self._select(_EXPORTED, owner).itertuples() for row in _arm_rows(c, class_accuracy)]
-        return _write_csv(pd.DataFrame(rows, columns=None if rows else ["id", "key", "arm"]), path)
+        return write_csv(pd.DataFrame(rows, columns=None if rows else ["id", "key", "arm"]), path)
 
     def export_histories_csv(self, path: str | Path, owner: str | None = None) -> Path:
         """Write a CSV row per record of every comparison (only `owner`'s if given), with its id."""
         frames = [_frame(h).assign(id=i) for i, h in self._select("id, history", owner).itertuples(index=False)]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id"])
-        return _write_csv(frame[["id", *[c for c in frame.columns if c != "id"]]], path)
+        return write_csv(frame[["id", *[c for c in frame.columns if c != "id"]]], path)
 
     def __len__(self) -> int:
         with self._connect() as db:

@@ -104,4 +104,4 @@ class TunedRun:
         seconds of all of them."""
         tried = ", ".join(f"{r.config.lr * r.arm.lr_mult:g}: {r.val_accuracy:.1%}" for r in self.candidates)
         seconds = round(sum(r.seconds for r in self.candidates), 2)
-        return self.chosen.row() | {"arm": self.arm.name, "seconds": seconds, "lr_tried": tried}
+        return self.chosen.row() | {"arm": self.arm.name, "seconds": seconds, "lr_tried": tried}  # `ROW`'s columns

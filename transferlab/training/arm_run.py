@@ -1,0 +1,96 @@
+"""What every arm's run is, a network (`Run`, `TunedRun`) or a baseline (`BaselineRun`), and its
+one line in a result table.
+
+A comparison trains arms of both kinds side by side; it reads them through `ArmRun` only, and
+each writes its line with `arm_row`, so every arm's row has the same columns with the same
+meanings (`ROW`): what a baseline lacks (a backbone, trainable parameters, optimiser steps) is
+there with the value that says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
+
+    from .callbacks import Callback
+    from .config import Arm, ExperimentConfig, Plan
+    from .splits import ExperimentData
+
+__all__ = ["ROW", "ArmRun", "arm_row"]
+
+# Every column of a result row, with the value an arm without a network has.
+ROW = {
+    "arm": "",
+    "backbone": "none",
+    "dataset": "",
+    "per_class": None,
+    "freeze_depth": 0,
+    "image_size": None,
+    "seed": 0,
+    "steps": 0,  # optimiser steps taken: 0 for a fit in one go (probe, pixels, tfidf)
+    "epochs": 0.0,
+    "best_step": None,  # with patience: the step whose weights were tested
+    "lr": None,  # none for a fit to convergence
+    "lr_tried": None,  # an arm that chooses its rate: each rate tried, with its validation accuracy
+    "val_accuracy": math.nan,
+    "test_accuracy": math.nan,
+    "test_loss": math.nan,
+    "seconds": 0.0,
+    "trainable_params": 0,
+    "total_params": 0,
+    "cached_features": False,
+    "bf16": "no",
+    "device": "",
+}
+
+
+class ArmRun(Protocol):
+    """One arm trained (or fitted) once on an experiment's data."""
+
+    config: ExperimentConfig
+    arm: Arm
+    data: ExperimentData
+    plan: Plan
+    callbacks: list[Callback]
+    step: int  # optimiser steps so far
+    seconds: float  # this run's own work
+    val_accuracy: float
+    test_accuracy: float
+    test_loss: float
+    test_predictions: torch.Tensor | None  # the test split's predicted labels, once measured
+
+    def rounds(self) -> Iterator[int]:
+        """Train to each validation point, yielding the step; test once at the end."""
+        ...
+
+    def describe(self) -> str: ...
+
+    def row(self) -> dict:
+        """Its line in a result table: `arm_row`."""
+        ...
+
+
+def arm_row(run: ArmRun, **own) -> dict:
+    """`run`'s line in a result table: `ROW`'s columns, from what every run has, then `own`
+    (what a network adds: its backbone, depth, rate, parameters; "change:<block>" columns)."""
+    if unknown := [c for c in own if c not in ROW and not c.startswith("change:")]:
+        raise KeyError(f"not a result column: {unknown}; add it to ROW so every arm has it")
+    cfg = run.config
+    return {
+        **ROW,
+        "arm": run.arm.name,
+        "dataset": cfg.dataset,
+        "per_class": cfg.per_class,
+        "image_size": cfg.size,
+        "seed": cfg.seed,
+        "steps": run.step,
+        "val_accuracy": run.val_accuracy,
+        "test_accuracy": run.test_accuracy,
+        "test_loss": run.test_loss,
+        "seconds": round(run.seconds, 2),
+        **own,
+    }
