@@ -73,9 +73,10 @@ def dashboard() -> None:
     problems, facts = check_sources(**source, sid=sid)
     num_classes = len(facts["classes"]) if facts else 10
     experiment, run_area = experiment_ui(source["backbone"], num_classes, defaults, ignored)
-    config = ExperimentConfig(
-        dataset=source["dataset"], backbone=source["backbone"], root=source["root"], **experiment, **advanced
-    )
+    chosen = {"dataset": source["dataset"], "backbone": source["backbone"], "root": source["root"]}
+    chosen |= experiment | advanced
+    # A field the page has no control for keeps what the address gave it (label_noise=0.2, say).
+    config = ExperimentConfig(**{f: v for f, v in given.items() if f != "tune_scratch"} | chosen)
     arms = comparison_arms(config, tune_scratch)
     show_in_address(config, arms)
     if ignored and not state.get("address_warned"):  # said once, when the page opens

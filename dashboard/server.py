@@ -30,7 +30,7 @@ def max_work(device: torch.device) -> int:
 
 @st.cache_resource
 def run_store() -> RunStore:
-    """Every finished comparison on this server (`$TRANSFERLAB_STORE`, else data/cache/runs-v2.sqlite)."""
+    """Every finished comparison on this server (`$TRANSFERLAB_STORE`, else data/cache/runs-v3.sqlite)."""
     return RunStore(default_store_path())
 
 

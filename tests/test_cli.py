@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transferlab import ExperimentConfig
 from transferlab.__main__ import main
 
 
@@ -81,9 +82,8 @@ def test_compare_prints_progress_and_a_table(capsys):
     # The budget in both units: 16 images in batches of 8 are 2 steps an epoch.
     assert "6 steps of up to 8 images = 3 epochs of 16 images" in out
     assert "finetune  step 2/6 (epoch 1.0)" in out and "val_accuracy" in out and "finetune: test accuracy" in out
-    with pytest.raises(SystemExit):  # one budget: steps or epochs
-        main([*argv, "--epochs", "2"])
-    assert "not allowed with argument --steps" in capsys.readouterr().err
+    assert main([*argv, "--epochs", "2"]) == 2  # one budget: steps or epochs, said before any work
+    assert "give the budget in steps or in epochs, not both" in capsys.readouterr().err
 
 
 def test_settings_that_cannot_work_exit_2_with_a_message(capsys):
@@ -204,3 +204,46 @@ def test_choose_and_multitask_from_the_command_line(capsys):
     assert "classes 0,1" in out and "classes 2,3" in out and "gain" in out
     assert main(["multitask", *tiny, "--backbone", "test_tiny", "--tasks", "0-3"]) == 2
     assert "at least two tasks" in capsys.readouterr().err
+
+
+def test_every_config_field_is_an_option_of_compare_with_its_help(capsys):
+    from dataclasses import fields
+
+    from transferlab.training.settings import SETTINGS
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in fields(ExperimentConfig):
+        option = "--" + f.name.replace("_", "-")
+        assert option in text, option
+        assert " ".join(f.metadata["help"].split())[:40] in text, f.name
+    assert [s.name for s in SETTINGS] == [f.name for f in fields(ExperimentConfig)]
+
+
+def test_options_of_every_kind_reach_the_config():
+    from transferlab.__main__ import build_parser
+    from transferlab.training.settings import config_from_arguments
+
+    argv = ["compare", "--per-class", "all", "--classes", "0,2", "--no-freeze-bn-stats", "--augment"]
+    argv += ["--label-noise", "0.25", "--test-per-class", "none", "--weight-decay", "0.01", "--image-size", "32"]
+    config = config_from_arguments(build_parser().parse_args(argv))
+    assert config == ExperimentConfig(
+        per_class=None, classes=(0, 2), freeze_bn_stats=False, augment=True, label_noise=0.25,
+        test_per_class=None, weight_decay=0.01, image_size=32,
+    )  # fmt: skip
+    assert config_from_arguments(build_parser().parse_args(["compare"])) == ExperimentConfig()
+    # The commands that vary a field themselves take the rest from the same options.
+    sweep = build_parser().parse_args(["sweep", "--label-noise", "0.5", "--depths", "0,3"])
+    assert config_from_arguments(sweep).label_noise == 0.5 and not hasattr(sweep, "freeze_depth")
+
+
+def test_a_setting_reads_back_what_it_writes():
+    from transferlab.training.settings import SETTINGS
+
+    values = {"per_class": None, "classes": (3, 1), "augment": True, "lr": 0.003, "test_per_class": None}
+    for s in SETTINGS:
+        value = values.get(s.name, s.default)
+        assert s.parse(s.format(value)) == value, s.name
+    with pytest.raises(ValueError):
+        next(s for s in SETTINGS if s.name == "augment").parse("maybe")

@@ -1,8 +1,11 @@
-"""Command line: `python -m transferlab {backbones,datasets,predict,compare,sweep,runs,import,remove}`.
+"""Command line: `python -m transferlab COMMAND`, one command per engine function.
 
     python -m transferlab compare --dataset fashion_mnist --backbone efficientnet_lite0 \\
         --per-class 10 --freeze-depth 4 --seed 0
     python -m transferlab import photos.zip --name flowers    # then: compare --dataset flowers
+
+`compare`, `sweep`, `choose` and `multitask` take every field of `ExperimentConfig` as an option
+(`training/settings.py` makes them from the fields), less those a command varies itself.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def _per_class(value: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .training.config import DEFAULT_STEPS, PATIENCE_CAP, PRECISIONS, ExperimentConfig
+    from .training.config import ExperimentConfig
+    from .training.settings import add_config_arguments
 
     d = ExperimentConfig()
     parser = argparse.ArgumentParser(prog="python -m transferlab", description=__doc__.split("\n")[0])
@@ -54,47 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help="input size (default: the weights' own, 224)")
 
     c = sub.add_parser("compare", help="fine-tune a pretrained backbone and train the same network from scratch")
-    c.add_argument("--dataset", default=d.dataset)
-    c.add_argument("--root", default=None, help="folder of class sub-folders, for --dataset image_folder")
-    c.add_argument("--backbone", default=d.backbone)
-    c.add_argument("--per-class", type=_per_class, default=d.per_class, help="training images per class, or 'all'")
-    c.add_argument("--freeze-depth", type=int, default=d.freeze_depth, help="freeze the first k blocks")
-    budget = c.add_mutually_exclusive_group()
-    budget.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help=f"training budget in optimiser steps, the same for every size (default {DEFAULT_STEPS})",
-    )
-    budget.add_argument(
-        "--epochs", type=int, default=None, help="the budget in passes over the training images instead"
-    )
-    c.add_argument(
-        "--patience",
-        type=int,
-        default=None,
-        help="train each arm until it stops improving: end it after this many validation points without "
-        "a new best (spaced as in the fixed budget), keep its best weights",
-    )
-    c.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help=f"with --patience, the most steps an arm may take (default {PATIENCE_CAP} times the budget)",
-    )
-    c.add_argument("--lr", type=float, default=d.lr)
-    c.add_argument("--head-lr-mult", type=float, default=d.head_lr_mult)
-    c.add_argument("--batch-size", type=int, default=d.batch_size)
-    c.add_argument("--size", type=int, default=None, help="input size in pixels (default: the backbone's)")
-    c.add_argument("--augment", action="store_true")
-    c.add_argument("--seed", type=int, default=d.seed)
-    c.add_argument("--device", default=d.device, help="auto (cuda, mps, cpu), cpu, cuda, ...")
-    c.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=d.precision,
-        help="auto: bfloat16 where the hardware is fast at it; fp32: the same numbers on every CPU",
-    )
+    add_config_arguments(c)
     c.add_argument(
         "--arms",
         default="finetune,scratch",
@@ -125,18 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("multitask", "one network with a head per task against each task alone (tasks: sets of classes)"),
     ):
         m = sub.add_parser(name, help=help_text)
-        m.add_argument("--dataset", default=d.dataset)
-        m.add_argument("--per-class", type=_per_class, default=d.per_class)
-        m.add_argument("--freeze-depth", type=int, default=6)
-        m.add_argument("--steps", type=int, default=None, help=f"training budget (default {DEFAULT_STEPS})")
         m.add_argument("--seeds", type=_ints, default=[0, 1], help="e.g. 0,1 or 0-2: the spread to judge by")
+        add_config_arguments(m, skip=("seed", "classes") + (("backbone",) if name == "choose" else ()), freeze_depth=6)
     choose, multitask = sub.choices["choose"], sub.choices["multitask"]
     choose.add_argument(
         "--backbones",
         default="efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,mobilenet_v3_small,resnet18",
         help="comma-separated; those without weights here are skipped, with the reason",
     )
-    multitask.add_argument("--backbone", default=d.backbone)
     multitask.add_argument(
         "--tasks", nargs="+", type=_ints, default=[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], metavar="CLASSES",
         help="each task's classes, e.g. --tasks 0-4 5-9 (the default: the two halves of the dataset)",
@@ -147,19 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--csv", default=None, metavar="PATH", help="write a row per comparison and arm to PATH")
     r.add_argument("--histories", default=None, metavar="PATH", help="write every record (the curves) to PATH")
     w = sub.add_parser("sweep", help="the transfer map: freeze depth x images per class x seed, resumable")
-    w.add_argument("--dataset", default=d.dataset)
-    w.add_argument("--backbone", default=d.backbone, help="one, or several comma-separated")
+    w.add_argument("--backbone", default=d.backbone, help="one backbone, or several comma-separated")
     w.add_argument("--depths", default="0-9", help="freeze depths: 0-9, or 0,4,8")
     w.add_argument("--sizes", default="1,5,10,50,100", help="images per class, comma-separated ('all' too)")
     w.add_argument("--seeds", default="0", help="seeds: 0, or 0-2, or 0,1,2")
     w.add_argument("--lr", default=str(d.lr), help="one learning rate, or several comma-separated")
-    w.add_argument("--steps", type=int, default=None, help=f"budget per run (default {DEFAULT_STEPS})")
     w.add_argument("--arms", default="finetune,scratch")
     w.add_argument("--backend", choices=("inprocess", "processes", "ray"), default="inprocess")
     w.add_argument("--workers", type=int, default=None, help="processes (or Ray tasks) at once")
     w.add_argument("--address", default=None, help="a Ray cluster's address (default: a local Ray instance)")
     w.add_argument("--store", default=None, help="the run store's file (default: $TRANSFERLAB_STORE, else data/cache)")
     w.add_argument("--csv", default=None, metavar="PATH", help="write the table (a row per cell and arm) to PATH")
+    add_config_arguments(w, skip=("backbone", "per_class", "freeze_depth", "seed", "lr"))
 
     i = sub.add_parser("import", help="make a dataset of your own images: a zip or a folder, one folder per class")
     i.add_argument(
@@ -186,12 +145,12 @@ def _ints(text: str) -> list[int]:
 
 def cmd_sweep(args) -> None:
     from .studies.grid import Grid, run_sweep
-    from .training.config import ExperimentConfig
+    from .training.settings import config_from_arguments
     from .training.store import RunStore, write_csv
 
     try:
         grid = Grid(
-            base=ExperimentConfig(dataset=args.dataset, steps=args.steps),
+            base=config_from_arguments(args),
             freeze_depth=_ints(args.depths),
             per_class=[_per_class(v) for v in args.sizes.split(",")],
             seed=_ints(args.seeds),
@@ -296,11 +255,9 @@ def cmd_zeroshot(args) -> None:
 
 def cmd_choose(args) -> None:
     from .studies.choosing import compare_backbones
-    from .training.config import ExperimentConfig
+    from .training.settings import config_from_arguments
 
-    config = ExperimentConfig(
-        dataset=args.dataset, per_class=args.per_class, freeze_depth=args.freeze_depth, steps=args.steps
-    )
+    config = config_from_arguments(args)
     choice = compare_backbones(config, args.backbones.split(","), seeds=args.seeds)
     for name, why in choice.skipped.items():
         print(f"skipped {name}: {why}")
@@ -310,15 +267,9 @@ def cmd_choose(args) -> None:
 
 def cmd_multitask(args) -> None:
     from .studies.multitask import compare_multitask
-    from .training.config import ExperimentConfig
+    from .training.settings import config_from_arguments
 
-    config = ExperimentConfig(
-        dataset=args.dataset,
-        backbone=args.backbone,
-        per_class=args.per_class,
-        freeze_depth=args.freeze_depth,
-        steps=args.steps,
-    )
+    config = config_from_arguments(args)
     tasks = {f"classes {','.join(map(str, c))}": {"classes": tuple(c)} for c in args.tasks}
     result = compare_multitask(config, tasks, seeds=args.seeds)
     print(result.gains().round(3).to_string())
@@ -329,27 +280,9 @@ def cmd_compare(args) -> None:
     from .errors import ConfigError
     from .training.callbacks import Printer
     from .training.comparison import compare
-    from .training.config import ExperimentConfig
+    from .training.settings import config_from_arguments
 
-    config = ExperimentConfig(
-        dataset=args.dataset,
-        root=args.root,
-        backbone=args.backbone,
-        per_class=args.per_class,
-        freeze_depth=args.freeze_depth,
-        steps=args.steps,
-        epochs=args.epochs,
-        patience=args.patience,
-        max_steps=args.max_steps,
-        lr=args.lr,
-        head_lr_mult=args.head_lr_mult,
-        batch_size=args.batch_size,
-        image_size=args.size,
-        augment=args.augment,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-    )
+    config = config_from_arguments(args)
     if args.export:  # a bad name is said before the training, not after it
         from .serve.export import export_format
 

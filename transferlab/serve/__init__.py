@@ -8,6 +8,7 @@ from ..data.imports import ImportLimits, delete_imported, import_images, list_im
 from ..data.registry import describe_dataset
 from ..studies.grid import Grid, map_table
 from ..training.config import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS
+from ..training.settings import SETTINGS
 from ..training.splits import val_count
 from ..training.store import RunStore, default_store_path
 from .export import kept_model, load_model
@@ -21,6 +22,7 @@ __all__ = [
     "PATIENCE_CAP",
     "QUEUED",
     "RUNNING",
+    "SETTINGS",
     "STOPPED",
     "TUNED_LRS",
     "Grid",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..data.registry import dataset_modality
 from ..errors import ConfigError
@@ -26,69 +26,89 @@ EVAL_POINTS = 15  # validation measurements per run: a curve's points, whatever 
 PATIENCE_CAP = 10  # with patience, an arm may take up to this many times the fixed budget
 
 
+def _field(default, help: str, address: str | None = None):
+    """A config field with its help (the command line's and the docs') and, for the settings the
+    dashboard shows, its short name in the page's address."""
+    return field(default=default, metadata={"help": help, "address": address})
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Everything that decides an experiment's numbers; `asdict()` gives table rows and keys.
 
-    Attributes:
-        dataset, backbone: registry names.
-        per_class: training images per class (None: all), drawn stratified from `seed`.
-        freeze_depth: k; the first k blocks are frozen in the `finetune` arm.
-        steps: the training budget in optimiser steps (None: `DEFAULT_STEPS`, unless `epochs`).
-        epochs: the budget in passes over the training images instead (set one of the two).
-        patience: train each arm until it stops improving instead: end it once its validation
-            accuracy has not reached a new best for this many validation points (spaced as in
-            the fixed budget), keep its best weights, and report the steps it used. None: the
-            fixed budget.
-        max_steps: with `patience`, the most steps an arm may take (None: `PATIENCE_CAP` times
-            the budget); the learning rate decays over this cap.
-        lr, batch_size, weight_decay: optimisation (AdamW, cosine decay to zero).
-        head_lr_mult: the head's learning rate is `lr * head_lr_mult`.
-        image_size: input size in pixels (None: the backbone's CPU-friendly default).
-        augment: random flips, scales and shifts on tensors; with a frozen prefix, features of
-            `augment_views` augmented copies of the training images are cached and cycled.
-        val_per_class: the validation split, drawn from the training pool (never from the test
-            split and never overlapping the training images): at most this many per class and
-            at most a fifth of each class. Curves and choices use it.
-        test_per_class: size of the fixed test split per class (None: the whole test set). The
-            test split is measured once, at the end of a run.
-        label_noise: this share of the training images get a label drawn at random (from the
-            seed), for sources trained on corrupted labels; 1.0 shuffles them all.
-        classes: use only these class indices of the dataset (relabelled in this order).
-        root: folder for the `image_folder` dataset.
-        freeze_bn_stats: keep BatchNorm in frozen blocks in eval mode (True is correct).
-        cache_features: compute the frozen prefix once instead of every batch.
-        precision: "auto" runs in bfloat16 where the hardware is fast at it (everything on CUDA;
-            on CPUs with native bf16, only the no-gradient passes: the frozen prefix and
-            evaluation), float32 elsewhere; "fp32" runs float32 everywhere.
-        device: "auto" (cuda, then mps, then cpu) or a torch device string.
+    Each field's meaning is its help, written once below: `python -m transferlab compare --help`
+    lists them all, and the command line's options and the dashboard's address are made from
+    them (`settings.py`), so a new field is everywhere at once.
     """
 
-    dataset: str = "fashion_mnist"
-    backbone: str = "efficientnet_lite0"
-    per_class: int | None = 10
-    freeze_depth: int = 4
-    steps: int | None = None
-    epochs: int | None = None
-    patience: int | None = None
-    max_steps: int | None = None
-    lr: float = 1e-3
-    head_lr_mult: float = 1.0
-    batch_size: int = 32
-    weight_decay: float = 1e-4
-    image_size: int | None = None
-    augment: bool = False
-    augment_views: int = 4
-    seed: int = 0
-    val_per_class: int = 50
-    test_per_class: int | None = 200
-    label_noise: float = 0.0
-    classes: tuple[int, ...] | None = None
-    root: str | None = None
-    freeze_bn_stats: bool = True
-    cache_features: bool = True
-    precision: str = "auto"
-    device: str = "auto"
+    dataset: str = _field("fashion_mnist", "a dataset's name (python -m transferlab datasets)", "dataset")
+    backbone: str = _field("efficientnet_lite0", "a backbone's name (python -m transferlab backbones)", "backbone")
+    per_class: int | None = _field(
+        10, "training images per class, drawn stratified from the seed ('all': every one)", "n"
+    )
+    freeze_depth: int = _field(4, "k: the first k blocks are frozen in the finetune arm", "k")
+    steps: int | None = _field(
+        None,
+        f"the training budget in optimiser steps, the same for every size (none: {DEFAULT_STEPS}, unless epochs)",
+        "steps",
+    )
+    epochs: int | None = _field(
+        None, "the budget in passes over the training images instead (set one of steps and epochs)"
+    )
+    patience: int | None = _field(
+        None,
+        "train each arm until it stops improving instead: end it once its validation accuracy has not reached "
+        "a new best for this many validation points (spaced as in the fixed budget), keep its best weights, "
+        "and report the steps it used (none: the fixed budget)",
+        "patience",
+    )
+    max_steps: int | None = _field(
+        None,
+        f"with patience, the most steps an arm may take (none: {PATIENCE_CAP} times the budget); "
+        "the learning rate decays over this cap",
+    )
+    lr: float = _field(1e-3, "the learning rate (AdamW, cosine decay to zero)", "lr")
+    head_lr_mult: float = _field(1.0, "the head's learning rate is lr times this", "head")
+    batch_size: int = _field(32, "images per optimiser step")
+    weight_decay: float = _field(1e-4, "AdamW's weight decay")
+    image_size: int | None = _field(None, "input size in pixels (none: the backbone's CPU-friendly default)", "px")
+    augment: bool = _field(
+        False,
+        "random flips, scales and shifts on tensors (with a frozen prefix, features of augment_views "
+        "copies are cached and cycled)",
+        "augment",
+    )
+    augment_views: int = _field(
+        4, "with augment and a frozen prefix: augmented copies of the training images whose features are cached"
+    )
+    seed: int = _field(0, "draws the training images, the initial weights and the batches' order", "seed")
+    val_per_class: int = _field(
+        50,
+        "the validation split, drawn from the training pool (never the test split, never overlapping "
+        "the training images): at most this many per class and at most a fifth of each class; curves and "
+        "choices use it",
+    )
+    test_per_class: int | None = _field(
+        200, "the fixed test split's size per class (none: the whole test set), measured once, at the end of a run"
+    )
+    label_noise: float = _field(
+        0.0, "this share of the training images get a label drawn at random from the seed (1.0 shuffles them all)"
+    )
+    classes: tuple[int, ...] | None = _field(
+        None, "use only these class indices of the dataset, relabelled in this order, e.g. 0,2,4"
+    )
+    root: str | None = _field(None, "the folder of class sub-folders, for the image_folder dataset")
+    freeze_bn_stats: bool = _field(
+        True, "keep BatchNorm in frozen blocks in eval mode (right for transfer; off to see why)"
+    )
+    cache_features: bool = _field(True, "compute the frozen prefix once instead of every batch")
+    precision: str = _field(
+        "auto",
+        "auto: bfloat16 where the hardware is fast at it (everything on CUDA; on CPUs with native bf16 only the "
+        "no-gradient passes, the frozen prefix and evaluation), float32 elsewhere; fp32: float32 everywhere, "
+        "the same numbers on every CPU",
+    )
+    device: str = _field("auto", "auto (cuda, then mps, then cpu) or a torch device string")
 
     @property
     def size(self) -> int:

@@ -5,7 +5,7 @@ the same comparison should not train it twice. `RunStore` keeps each `Outcome` a
 numbers a table or a chart needs as cheap columns, the rest as JSON and one compressed blob of
 mistake images), finds an earlier comparison by its key, and remembers which browser sessions own it.
 
-    >>> store = RunStore()                    # $TRANSFERLAB_STORE, else data/cache/runs-v2.sqlite
+    >>> store = RunStore()                    # $TRANSFERLAB_STORE, else data/cache/runs-v3.sqlite
     >>> cid = store.find(outcome.key) or store.save(outcome, owner="session-1")
     >>> store.comparisons(owner="session-1"); store.load(cid).verdict()
 
