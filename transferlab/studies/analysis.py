@@ -41,8 +41,8 @@ __all__ = [
     "centroid_baseline",
     "dataset_features",
     "extract_features",
-    "nearest_centroid",
     "layer_transfer",
+    "nearest_centroid",
     "pca_2d",
     "transplant",
 ]

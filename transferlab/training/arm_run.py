@@ -10,8 +10,8 @@ there with the value that says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -48,30 +48,44 @@ ROW = {
 }
 
 
-class ArmRun(Protocol):
-    """One arm trained (or fitted) once on an experiment's data."""
+class ArmRun:
+    """One arm trained (or fitted) once on an experiment's data: what `compare` builds for each
+    arm (`Run`, `TunedRun`, `BaselineRun`, all made the same way) and reads.
 
-    config: ExperimentConfig
-    arm: Arm
-    data: ExperimentData
+    Attributes every kind keeps: `config`, `arm`, `data`, `device`, `callbacks`; `plan`; `step`
+    (optimiser steps so far); `seconds` (its own work); `val_accuracy`, `test_accuracy`,
+    `test_loss`; `test_predictions` (the test split's predicted labels, once measured).
+    """
+
     plan: Plan
-    callbacks: list[Callback]
-    step: int  # optimiser steps so far
-    seconds: float  # this run's own work
+    step: int
+    seconds: float
     val_accuracy: float
     test_accuracy: float
     test_loss: float
-    test_predictions: torch.Tensor | None  # the test split's predicted labels, once measured
+    test_predictions: torch.Tensor | None
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        arm: Arm,
+        data: ExperimentData,
+        device: torch.device,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.config, self.arm, self.data, self.device = config, arm, data, device
+        self.callbacks = list(callbacks)
 
     def rounds(self) -> Iterator[int]:
         """Train to each validation point, yielding the step; test once at the end."""
-        ...
+        raise NotImplementedError
 
-    def describe(self) -> str: ...
+    def describe(self) -> str:
+        raise NotImplementedError
 
     def row(self) -> dict:
         """Its line in a result table: `arm_row`."""
-        ...
+        raise NotImplementedError
 
 
 def arm_row(run: ArmRun, **own) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .arm_run import arm_row
+from .arm_run import ArmRun, arm_row
 from .callbacks import Callback, Record
 from .config import Arm, ExperimentConfig, Plan, plan
 from .splits import ExperimentData
@@ -53,9 +53,10 @@ def fit_linear(x: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[np.ndarr
     return weight, bias
 
 
-class BaselineRun:
+class BaselineRun(ArmRun):
     """A cheap baseline fitted on an experiment's training examples, with `Run`'s interface."""
 
+    # ArmRun's constructor, the same for every kind of arm: `compare` builds them all alike.
     def __init__(
         self,
         config: ExperimentConfig,
@@ -68,8 +69,7 @@ class BaselineRun:
         if BASELINES.get(arm.name) != modality:
             fits = [name for name, m in BASELINES.items() if m == modality]
             raise ConfigError(f"the {arm.name} baseline does not apply to {modality} data; use {', '.join(fits)}")
-        self.config, self.arm, self.data, self.device = config, arm, data, device
-        self.callbacks = list(callbacks)
+        super().__init__(config, arm, data, device, callbacks)
         self.plan: Plan = plan(config, len(data.train_labels))
         self.k = 0
         self.step = self.images_seen = 0

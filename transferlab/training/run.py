@@ -21,7 +21,7 @@ from ..device import autocast, bf16_passes, device_name
 from ..errors import ConfigError, TrainingDiverged
 from ..models.freezing import block_change, freeze_to, weight_snapshot
 from ..models.registry import BlockNet, create_backbone
-from .arm_run import arm_row
+from .arm_run import ArmRun, arm_row
 from .callbacks import Callback, Record
 from .config import Arm, ExperimentConfig, Plan, plan
 from .features import Inputs
@@ -30,9 +30,10 @@ from .splits import ExperimentData
 __all__ = ["Run"]
 
 
-class Run:
+class Run(ArmRun):
     """One arm trained once. Iterate `rounds()` to train; it yields after each validation point."""
 
+    # ArmRun's constructor, the same for every kind of arm: `compare` builds them all alike.
     def __init__(
         self,
         config: ExperimentConfig,
@@ -41,8 +42,7 @@ class Run:
         device: torch.device,
         callbacks: Sequence[Callback] = (),
     ):
-        self.config, self.arm, self.data, self.device = config, arm, data, device
-        self.callbacks = list(callbacks)
+        super().__init__(config, arm, data, device, callbacks)
         self.k = arm.depth(config)
         self.plan: Plan = plan(config, len(data.train_labels)).scaled(arm.budget_mult)
         self.model = build_model(config, arm, data.dataset.num_classes, device)

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import torch
 
+from .arm_run import ArmRun
 from .callbacks import Callback, History
 from .config import TUNED_LRS, Arm, ExperimentConfig
 from .run import Run
@@ -41,9 +42,10 @@ class _Quiet(Callback):
             cb.on_batch_end(self.owner)
 
 
-class TunedRun:
+class TunedRun(ArmRun):
     """One arm trained at each candidate learning rate; the best on validation is the arm's result."""
 
+    # ArmRun's constructor, the same for every kind of arm: `compare` builds them all alike.
     def __init__(
         self,
         config: ExperimentConfig,
@@ -52,8 +54,7 @@ class TunedRun:
         device: torch.device,
         callbacks: Sequence[Callback] = (),
     ):
-        self.config, self.arm, self.data, self.device = config, arm, data, device
-        self.callbacks = list(callbacks)
+        super().__init__(config, arm, data, device, callbacks)
         self.histories = [History() for _ in TUNED_LRS]
         quiet = _Quiet(self.callbacks, self)
         self.candidates = [
