@@ -1,4 +1,5 @@
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from transferlab import (
 )
 
 ALL = list_backbones(include_test=True)
+SHIPPED_LABNET = Path(__file__).resolve().parents[1] / "data" / "labnet_fashion_mnist_0-4.pt"
 
 
 def test_registry_lists_menu_entries_and_hides_test_ones():
@@ -104,9 +106,15 @@ def test_imagenet_oracle_cat_and_espresso(backbone):
 
 
 def test_labnet_loads_shipped_weights():
-    a = create_backbone("labnet", 5, pretrained=True)
-    b = create_backbone("labnet", 5, pretrained=True)
-    assert torch.equal(a.blocks["block1"][0].weight, b.blocks["block1"][0].weight)
+    # The shipped file, read here on its own: every tensor of every block must be the file's.
+    shipped = torch.load(SHIPPED_LABNET, map_location="cpu", weights_only=True)
+    loaded = create_backbone("labnet", 5, pretrained=True).blocks.state_dict()
+    assert set(loaded) == set(shipped) and len(shipped) == 4 * 2 * 6  # 4 blocks x (conv + BatchNorm's 5) x 2
+    assert [k for k in shipped if not torch.equal(loaded[k], shipped[k])] == []
+    # ...and none is what a random start gives (conv weights, BatchNorm scales and running statistics).
+    random = create_backbone("labnet", 5, pretrained=False).blocks.state_dict()
+    floats = [k for k in shipped if shipped[k].is_floating_point()]
+    assert len(floats) == 4 * 2 * 5 and [k for k in floats if torch.equal(random[k], shipped[k])] == []
     assert backbone_status("labnet")[0]
 
 
