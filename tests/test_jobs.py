@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests import verdicts
 from transferlab.serve.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobQueue
 from transferlab.training.store import RunStore
 
@@ -42,7 +43,7 @@ def test_jobs_run_one_at_a_time_in_submission_order(queue, tiny):
 
 
 def test_training_happens_in_a_worker_process_and_comes_back_as_plain_data(queue, tiny):
-    job = queue.submit(replace(tiny, seed=10))
+    job = queue.submit(replace(tiny, seed=10, lr=3e-2))  # at this rate scratch learns and finetune does not
     assert job.history().empty and list(job.history().columns)[:3] == ["arm", "epoch", "step"]
     assert job.wait(120) and job.status == DONE and job.error is None
     h = job.history()
@@ -50,8 +51,10 @@ def test_training_happens_in_a_worker_process_and_comes_back_as_plain_data(queue
     assert job.progress == 1.0 and job.images_per_second > 0 and job.device.startswith("CPU")
     assert job.position is None and not job.active
     outcome = job.outcome
-    gap = outcome.difference("finetune", "scratch")
-    assert outcome.verdict().startswith(gap.sentence()) and "95% interval" in outcome.verdict()
+    # The verdict names the winner, the difference and the interval of the answers that came back.
+    correct = {arm: outcome.predictions[arm] == outcome.labels for arm in ("finetune", "scratch")}
+    assert outcome.verdict().startswith("scratch beats finetune by ")
+    assert verdicts.check_all(outcome.verdict(), correct) == [("scratch", "finetune")]
     # A finished job holds numbers and a few images, never a network or a dataset.
     for value in vars(outcome).values():
         assert isinstance(value, str | bool | float | tuple | dict | pd.DataFrame | np.ndarray | type(tiny))

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from tests import verdicts
 from transferlab.stats import best_within_noise, difference_in, paired_difference, seed_difference, spread
 from transferlab.training.comparison import still_improving
 from transferlab.training.config import ExperimentConfig
@@ -46,9 +47,11 @@ def test_lesson_2s_one_point_win_is_a_tie_and_a_large_gap_is_a_win():
     assert d.sentence().startswith("probe and finetune are within noise of each other (difference +1.0 points")
     big = paired_difference(*correctness(2000, 600, 700, 40), "finetune", "scratch")
     assert big.winner == "finetune" and big.sentence().startswith("finetune beats scratch by 33.0 points (95% interval")
-    lost = paired_difference(*correctness(2000, 600, 40, 700), "finetune", "scratch")
+    lost = paired_difference(*(answers := correctness(2000, 600, 40, 700)), "finetune", "scratch")
     assert lost.winner == "scratch" and lost.sentence().startswith("scratch beats finetune by 33.0 points")
     assert lost.low < lost.high < 0
+    # The loser's interval is turned round with the sentence: the winner's lead, against the textbook.
+    assert verdicts.check_all(lost.sentence(), dict(zip(["finetune", "scratch"], answers))) == [("scratch", "finetune")]
 
 
 def test_identical_answers_are_a_tie_with_an_empty_interval():
@@ -128,11 +131,16 @@ def test_the_verdict_calls_a_tie_a_tie_and_names_the_interval():
     probe, finetune = correctness(2000, 1278, 100, 80)
     result = outcome({"probe": (~probe).astype(np.int64), "finetune": (~finetune).astype(np.int64)}, labels)
     text = result.verdict()
-    assert "within noise of each other" in text and "beats" not in text and "95% interval" in text
+    assert text.startswith("probe and finetune are within noise of each other (difference +1.0 points, 95% interval")
+    assert "beats" not in text and verdicts.check_all(text, {"probe": probe, "finetune": finetune}) == [
+        ("probe", "finetune")
+    ]
     scratch = np.ones(2000, dtype=np.int64)
     scratch[:500] = 0
     result = outcome({"finetune": (~finetune).astype(np.int64), "scratch": scratch}, labels)
     assert result.verdict().startswith("finetune beats scratch by 42.9 points (95% interval")
+    answers = {"finetune": finetune, "scratch": scratch == labels}
+    assert verdicts.check_all(result.verdict(), answers) == [("finetune", "scratch")]
 
 
 def test_still_improving_fires_on_real_rising_curves_under_the_cosine_schedule_and_not_on_plateaus():

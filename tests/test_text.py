@@ -1,11 +1,14 @@
 """Language: the MiniLM encoder as blocks, WordNet's definitions, the same comparison as for
 images (with the TF-IDF baseline), zero-shot classification, and text in the dashboard's results."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from tests import verdicts
 from transferlab import ConfigError, ExperimentConfig, compare, create_backbone, load_dataset
 from transferlab.models.textnet import TEXT_LENGTH, minilm_dir, tokenize
 from transferlab.studies.zeroshot import encode_texts, labels_worth, zero_shot
@@ -67,13 +70,24 @@ def test_a_text_comparison_has_every_arm_and_the_tfidf_baseline(tiny_text, wordn
     result = compare(tiny_text, ("finetune", "probe", "scratch", "tfidf"))
     table = result.table.set_index("arm")
     assert list(table.index) == ["finetune", "probe", "scratch", "tfidf"]
-    assert table.test_accuracy.between(0, 1).all()
+    # Each arm's accuracy is the share of its test answers that are right, counted here.
+    labels = result.data.test_labels.cpu().numpy()
+    correct = {arm: result.runs[arm].test_predictions.cpu().numpy() == labels for arm in table.index}
+    assert table.test_accuracy.to_dict() == pytest.approx({arm: c.mean() for arm, c in correct.items()})
+    assert table.loc["tfidf", "test_accuracy"] > 0.2  # 50 definitions are enough to beat chance (0.1)
     assert table.loc["finetune", "cached_features"] and not table.loc["scratch", "cached_features"]
     assert table.loc["tfidf", "trainable_params"] == 0 and table.loc["tfidf", "backbone"] == "none"
     tfidf = result.history[result.history.arm == "tfidf"]
     assert sorted(tfidf.split) == ["test", "train", "val"] and (tfidf.step == 6).all()
-    best = result.table.sort_values("test_accuracy").arm.iloc[-1]
-    assert result.verdict().count("95% interval") == 3 and result.verdict().startswith(best)
+    # The verdict: the most accurate arm against each other arm, each sentence's numbers and
+    # interval those of the answers; then every arm's accuracy, best first.
+    pairs = verdicts.check_all(result.verdict(), correct)
+    assert len(pairs) == 3 and {b for _, b in pairs} | {pairs[0][0]} == set(table.index)
+    assert {a for a, _ in pairs} == {pairs[0][0]} and table.test_accuracy[pairs[0][0]] == table.test_accuracy.max()
+    listed = re.findall(r"(\w+) (\d+\.\d)% in \d+ s", result.verdict().split("Test accuracy: ")[1])
+    ranked = table.test_accuracy.sort_values(ascending=False)
+    assert [float(p) for _, p in listed] == [round(a * 100, 1) for a in ranked]
+    assert all(table.test_accuracy[arm] == pytest.approx(float(p) / 100, abs=5e-4) for arm, p in listed)
 
     outcome = Outcome.of(result)
     texts, truth, preds = outcome.mistakes["tfidf"]
