@@ -83,6 +83,12 @@ def test_per_class_accuracy_and_image_grid(result):
     preds = {a: r.test_predictions for a, r in result.runs.items()}
     fig = plots.per_class_accuracy(result.data.test_labels, preds, result.data.dataset.classes)
     assert [t.name for t in fig.data] == ["finetune", "scratch"] and len(fig.data[0].y) == 4
+    # The bars' heights against a hand count: class a 1 of 2 right, b 2 of 3, c 1 of 1 (and 0, 1, 0).
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    hand = {"x": torch.tensor([0, 1, 1, 1, 0, 2]), "y": torch.tensor([1, 2, 1, 1, 1, 0])}
+    fig = plots.per_class_accuracy(labels, hand, ["a", "b", "c"])
+    assert list(fig.data[0].x) == ["a", "b", "c"]
+    assert list(fig.data[0].y) == pytest.approx([1 / 2, 2 / 3, 1]) and list(fig.data[1].y) == [0, 1, 0]
     grid = plots.image_grid(result.data.test_images[:7], [str(i) for i in range(7)], columns=3)
     assert len(grid.data) == 7
 
