@@ -14,7 +14,8 @@ HALVES = {"top": {"classes": (0, 1)}, "bottom": {"classes": (2, 3)}}
 
 @pytest.fixture(scope="module")
 def result(tiny):
-    return compare_multitask(tiny, HALVES, seeds=(0, 1))
+    # A rate at which the tiny network learns (at the fixture's own rate every arm stays at chance).
+    return compare_multitask(replace(tiny, lr=5e-2, epochs=None, steps=30), HALVES, seeds=(0, 1))
 
 
 def test_one_task_alone_is_exactly_a_finetune_run(tiny):
@@ -48,17 +49,18 @@ def test_the_table_has_every_task_setting_and_seed(result):
     together = t[t.setting == "together"].set_index(["task", "seed"]).trained_with
     assert together.loc[("top", 0)] == "bottom" and together.loc[("bottom", 1)] == "top"
     assert (t[t.setting == "alone"].trained_with == "").all()
-    assert t.test_accuracy.between(0, 1).all()
+    assert (t.test_accuracy > 0.55).all() and t.test_accuracy.nunique() > 1  # chance is 0.5 for two classes
     assert set(result.history.setting) == {"alone", "together"} and set(result.history.split) == {"val"}
 
 
 def test_gains_are_together_minus_alone_seed_by_seed(result):
     g = result.gains()
     assert list(g.index) == ["top", "bottom"]
-    acc = result.table.pivot_table(index=["task", "seed"], columns="setting", values="test_accuracy")
-    diff = (acc.together - acc.alone).loc["top"]
-    assert g.loc["top", "gain"] == pytest.approx(diff.mean())
-    assert (g.loc["top", "gain_min"], g.loc["top", "gain_max"]) == pytest.approx((diff.min(), diff.max()))
+    rows = {(r.setting, r.seed): r.test_accuracy for r in result.table[result.table.task == "top"].itertuples()}
+    diff = [rows["together", seed] - rows["alone", seed] for seed in (0, 1)]  # seed by seed, by hand
+    assert g.loc["top", "gain"] == pytest.approx((diff[0] + diff[1]) / 2)
+    assert (g.loc["top", "gain_min"], g.loc["top", "gain_max"]) == pytest.approx((min(diff), max(diff)))
+    assert g.loc["top", "alone"] == pytest.approx((rows["alone", 0] + rows["alone", 1]) / 2)
 
 
 def test_with_every_block_frozen_together_equals_alone(tiny):
