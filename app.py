@@ -33,7 +33,7 @@ from dashboard.results import history_ui, result_ui
 from dashboard.server import job_queue, max_work, run_store, session_id
 from dashboard.uploads import UPLOAD, dataset_label, report_ui, upload_ui
 from transferlab import ExperimentConfig, device_name, get_spec, pick_device
-from transferlab.serve import Job
+from transferlab.serve import COMPARISON, Job, QueueFull
 
 # Less empty space above the title: the controls and both curves fit on one projected screen.
 PAGE_CSS = '[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }'
@@ -51,7 +51,7 @@ def dashboard() -> None:
         source = source_ui(given, ignored, sid)
         advanced, tune_scratch = advanced_ui(source["backbone"], defaults, ignored)
         st.divider()
-        st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} comparison(s) running or waiting.")
+        st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} run(s) training or waiting.")
         st.markdown(f"[Transfer map: a grid of comparisons](?view=map&sid={sid})")
         st.markdown("[Class board: every comparison on this server](?view=board)")
 
@@ -94,13 +94,16 @@ def dashboard() -> None:
         st.error(problem)
 
     # This session's comparison: the one it ran last, or after a reload the one it still has in the queue.
-    job: Job | None = state.get("job") or next(iter(queue.jobs(sid)), None)
+    job: Job | None = state.get("job") or next(iter(queue.jobs(sid, COMPARISON)), None)
     active = job is not None and job.active and sid in job.owners
     with run_area:
         pressed = st.button("Run", type="primary", disabled=bool(problems or active), key="run", width="stretch")
         if (pressed or run_requested() or state.pop("run_now", False)) and not (problems or active):
-            job = queue.submit(config, arms, owner=sid)
-            active = job.active
+            try:
+                job = queue.submit(config, arms, owner=sid)
+                active = job.active
+            except QueueFull as error:
+                st.error(str(error))
         if facts and not problems:
             st.caption(workload_note(config, facts, dev))
     state.job = job

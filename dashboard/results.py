@@ -30,6 +30,8 @@ def result_ui(job: Job, sid: str) -> None:
     if outcome is None:
         st.warning("Stopped before it started: it never left the queue.")
         return
+    if job.warning:
+        st.warning(job.warning)
     if outcome.stopped:
         st.warning("Stopped before the end: no verdict. The curves show how far it got.")
     else:

@@ -17,7 +17,7 @@ import streamlit as st
 from dashboard.controls import SIZES, STEPS, show_test_entries
 from dashboard.uploads import dataset_label, own_datasets
 from transferlab import ExperimentConfig, compare, get_spec, list_backbones, list_datasets, plots
-from transferlab.serve import DEFAULT_STEPS, DONE, FAILED, Grid, Job, JobQueue, map_table
+from transferlab.serve import DEFAULT_STEPS, DONE, FAILED, MAP_UNIT, Grid, Job, JobQueue, QueueFull, map_table
 
 MAX_UNITS = 120  # one session's map: on a 2-core CPU about as long as a lesson
 REFRESH_SECONDS = 2.0
@@ -87,17 +87,21 @@ def page(queue: JobQueue, sid: str) -> None:
     )
     run, stop = st.columns(2)
     if run.button("Run", type="primary", disabled=too_many or not grid.per_class, key="map_run"):
-        state.map = (grid, {u.key: queue.submit(u.config, (u.arm,), owner=sid) for u in units})
+        queue.cancel(sid, MAP_UNIT)  # a new grid replaces the old one: its units still waiting go
+        try:
+            state.map = (grid, {u.key: queue.submit(u.config, (u.arm,), sid, MAP_UNIT) for u in units})
+        except QueueFull as error:
+            queue.cancel(sid, MAP_UNIT)
+            st.error(str(error))
     if "map" in state:
         if stop.button("Stop", key="map_stop"):
-            for job in state.map[1].values():
-                if job.active:
-                    job.stop(sid)
-        st.fragment(run_every=REFRESH_SECONDS)(map_ui)(*state.map)
+            queue.cancel(sid, MAP_UNIT)
+        st.fragment(run_every=REFRESH_SECONDS)(map_ui)(queue, sid, *state.map)
 
 
-def map_ui(grid: Grid, jobs: dict[str, Job]) -> None:
+def map_ui(queue: JobQueue, sid: str, grid: Grid, jobs: dict[str, Job]) -> None:
     """The map so far: progress, the heatmap, the data-efficiency curve, a cell's curves."""
+    queue.touch(sid)  # the page is open: its units stay in the queue
     done = {key: job for key, job in jobs.items() if job.status == DONE and job.outcome is not None}
     failed = [job for job in jobs.values() if job.status == FAILED]
     finished = {k: (j.outcome, j.stored, bool(j.started and j.submitted > j.started)) for k, j in done.items()}

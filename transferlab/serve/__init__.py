@@ -12,9 +12,11 @@ from ..training.settings import SETTINGS
 from ..training.splits import val_count
 from ..training.store import RunStore, default_store_path
 from .export import kept_model, load_model
-from .jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, Job, JobQueue
+from .jobs import COMPARISON, DONE, FAILED, MAP_UNIT, QUEUED, RUNNING, STOPPED, Job, JobQueue, QueueFull
 
 __all__ = [
+    "COMPARISON",
+    "MAP_UNIT",
     "DEFAULT_STEPS",
     "DONE",
     "FAILED",
@@ -29,6 +31,7 @@ __all__ = [
     "ImportLimits",
     "Job",
     "JobQueue",
+    "QueueFull",
     "RunStore",
     "data_dir",
     "default_store_path",

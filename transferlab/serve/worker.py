@@ -1,15 +1,16 @@
 """A training worker process: the page server hands it comparisons, it sends back records.
 
-Started by `JobQueue` as `python -m transferlab.serve.worker FD [--runner MODULE:FUNCTION] [--warm DATASET:BACKBONE]`,
+Started by `JobQueue` as `python -m transferlab.serve.worker FD [--runner MODULE:FUNCTION] [--warm DATASET:BACKBONE]
+[--threads N]`,
 where FD is its end of a socket pair. Training here, not in the page server, is what keeps a room of
 open pages from slowing every run down: the server's interpreter only serves pages, and this
 process has the CPU cores (or the GPU) to itself.
 
 Messages (tuples over a `multiprocessing.connection.Connection`):
-    server -> worker: ("job", job_id, config, arms, max_work), ("stop", job_id)
+    server -> worker: ("job", job_id, config, arms, max_work, keep), ("stop", job_id)
     worker -> server: ("start", job_id, arm, total_steps, device),
                       ("progress", job_id, arm, step, images_seen), ("end", job_id, arm, step),
-                      ("phase", job_id, text),
+                      ("phase", job_id, text), ("warning", job_id, text),
                       ("record", job_id, Record), ("done", job_id, Outcome), ("failed", job_id, message)
 
 A stop request is read by a thread of its own, so it reaches the training loop within one batch
@@ -90,15 +91,17 @@ def _warm(spec: str | None) -> None:
         create_backbone(backbone, 10)
 
 
-def _keep(result, key: str) -> None:
-    """Keep the finetune arm's network on disk so that the page can offer it for download."""
+def _keep(result, key: str) -> str | None:
+    """Keep the finetune arm's network on disk so that the page can offer it for download; what
+    went wrong, if anything (a full disk costs the download, never the comparison)."""
     from .export import keep_model
 
-    if hasattr(result, "runs"):  # not the tests' stand-in runners
-        try:
-            keep_model(result, key)
-        except OSError as error:  # a full disk costs the download, not the comparison
-            log.warning("could not keep the model of %s: %s", key, error)
+    try:
+        keep_model(result, key)
+    except Exception as error:
+        log.warning("could not keep the model of %s: %s", key, error)
+        return f"Trained, but its model could not be kept for download ({type(error).__name__}: {error})."
+    return None
 
 
 def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = None) -> None:
@@ -125,14 +128,15 @@ def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = N
     runner = _runner(runner_spec)
     _warm(warm)
     while True:
-        _, job_id, config, arms, max_work = jobs.get()
+        _, job_id, config, arms, max_work, keep = jobs.get()
         stop = stops[job_id]
         started = time.perf_counter()
         try:
             conn.send(("phase", job_id, "loading data and models"))
             result = runner(config, arms, callbacks=[_sink(conn, job_id)], stop=stop, max_work=max_work)
             message = ("done", job_id, Outcome.of(result, elapsed=time.perf_counter() - started))
-            _keep(result, comparison_key(config, tuple(arms)))
+            if keep and (warning := _keep(result, comparison_key(config, tuple(arms)))):
+                conn.send(("warning", job_id, warning))
         except TransferlabError as error:  # bad settings, missing data, a diverged loss: the message says what to do
             message = ("failed", job_id, str(error))
         except Exception as error:  # a bug, or out of memory: say what, keep serving
@@ -147,7 +151,7 @@ class WorkerProcess:
     """The server's end: one worker process and its socket. `train` relays one job's messages to
     the `Job` (its `stop_event` and `_handle`) until the job ends."""
 
-    def __init__(self, runner: str | None, warm: str | None, slot: int):
+    def __init__(self, runner: str | None, warm: str | None, slot: int, threads: int | None = None):
         env = dict(os.environ)
         if gpu_count():  # one GPU per worker, round robin when there are more workers than GPUs
             env["CUDA_VISIBLE_DEVICES"] = str(slot % gpu_count())
@@ -155,6 +159,7 @@ class WorkerProcess:
         command = [sys.executable, "-m", "transferlab.serve.worker", str(child.fileno())]
         command += ["--runner", runner] if runner else []
         command += ["--warm", warm] if warm else []
+        command += ["--threads", str(threads)] if threads else []
         self.process = subprocess.Popen(command, pass_fds=(child.fileno(),), env=env)
         child.close()
 
@@ -167,11 +172,12 @@ class WorkerProcess:
         self.process.wait()
         self.conn.close()
 
-    def train(self, job, max_work: int | None, stop_grace: float) -> tuple[str, object]:
+    def train(self, job, max_work: int | None, stop_grace: float, keep: bool = True) -> tuple[str, object]:
         """Hand `job` to the process and relay its messages to the job until it ends. Returns
         ("done", outcome), ("failed", message), ("died", exit code) or ("deaf", None): a stop
-        not answered within `stop_grace` seconds, after which the process is killed."""
-        self.conn.send(("job", job.id, job.config, job.arms, max_work))
+        not answered within `stop_grace` seconds, after which the process is killed. With `keep`,
+        the worker keeps the finetune arm's model for download."""
+        self.conn.send(("job", job.id, job.config, job.arms, max_work, keep))
         stop_sent = None
         while True:
             try:
@@ -205,8 +211,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("fd", type=int, help="this process's end of the socket pair to the server")
     parser.add_argument("--runner", help="MODULE:FUNCTION with compare's signature (tests use stand-ins)")
     parser.add_argument("--warm", help="DATASET:BACKBONE to load before the first job")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (the server splits the cores)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="transferlab worker %(process)d: %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     serve(Connection(args.fd), args.runner, args.warm)
 
 
