@@ -4,8 +4,8 @@
     HOST=0.0.0.0 make app      # serve a classroom; ?view=board is the class board
 
 The page configures, calls the engine and displays; it holds no training logic. Comparisons train
-in the job queue's worker processes (`transferlab.serve.jobs`), in the order they came, for every session
-on the server; this process only serves pages. A session sees its own comparisons: the running one
+in the job queue's worker processes (`transferlab.serve.jobs`), every session's in turn, each arm
+shared with every comparison that needs it; this process only serves pages. A session sees its own comparisons: the running one
 is redrawn from its record stream in a fragment that reruns itself, the finished ones come from the
 run store. The settings live in the address, so a link reproduces a comparison. Every chart comes
 from `transferlab.plots`. `TRANSFERLAB_SHOW_TEST_ENTRIES=1` adds the test suite's tiny backbone and

@@ -129,6 +129,7 @@ def live_board(queue: JobQueue, store: RunStore) -> None:
     jobs = queue.jobs()
     runs = store.comparisons(limit=200)
     runs = runs[~runs.dataset.str.contains("/", regex=False)]  # a session's own images are its own
+    runs = runs[runs.finetune.notna() & runs.scratch.notna()]  # comparisons, not the arms stored to share them
     left, right = st.columns([5, 6], gap="medium")
     with left:
         queue_ui(jobs)

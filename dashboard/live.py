@@ -50,8 +50,8 @@ def status_ui(job: Job) -> None:
     if job.status == QUEUED:
         ahead = job.position or 0
         st.info(
-            f"Waiting for a worker: {ahead} job{'s' if ahead != 1 else ''} ahead of yours. "
-            "The server trains the class's comparisons in the order they came."
+            f"Waiting for a worker: {ahead} run{'s' if ahead != 1 else ''} ahead of yours. "
+            "The server takes every session's runs in turn."
             if ahead
             else "Starting..."
         )

@@ -103,7 +103,7 @@ def take_away_ui(job: Job) -> None:
     if "finetune" not in job.outcome.arms or dataset_modality(job.config.dataset) != "image":
         return  # only image classifiers are exported
     st.markdown("#### Take the fine-tuned model away")
-    path = kept_model(job.outcome.key)
+    path = kept_model(job.outcome.unit_key("finetune"))
     if path is None:
         st.caption("This comparison's model is no longer kept on the server: run it again to download it.")
         return

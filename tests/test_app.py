@@ -254,8 +254,8 @@ def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app,
         app.select_slider(key="per_class").set_value(5).run()
         app.button(key="run").click().run()
         mine = app.session_state["job"]
-        assert mine.status == "queued" and mine.position == 1
-        assert any("1 job ahead of yours" in i.value for i in app.info)
+        assert mine.status == "queued" and mine.position == 2  # the other's two arms: one trains, one waits its turn
+        assert any("2 runs ahead of yours" in i.value for i in app.info)
         # ...which this session never sees: its history has only its own runs.
         assert other not in server_queue().jobs(app.session_state["sid"])
         app.button(key=f"stop-{mine.id}").click().run()

@@ -9,13 +9,16 @@ import random
 import threading
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
+from transferlab import compare
 from transferlab.errors import ConfigError
 from transferlab.serve.export import kept_model
 from transferlab.serve.jobs import COMPARISON, DONE, MAP_UNIT, QUEUED, RUNNING, STOPPED, JobQueue, QueueFull
 from transferlab.serve.turns import Turns
+from transferlab.training.outcome import Outcome
 from transferlab.training.store import RunStore
 
 
@@ -39,23 +42,25 @@ def queue():
 
 
 def test_a_map_does_not_wait_ahead_of_another_sessions_run(queue, tiny):
-    holder = queue.submit(long(tiny, 100), owner="teacher")
+    holder = queue.submit(long(tiny, 100), ("finetune",), owner="teacher")
     wait_until(lambda: holder.status == RUNNING)
     units = [queue.submit(replace(tiny, seed=s), ("finetune",), "alice", MAP_UNIT) for s in range(101, 106)]
     run = queue.submit(replace(tiny, seed=110), owner="bob")
-    # Bob's one Run starts after one of Alice's units, not after all five.
-    assert [u.position for u in units] == [1, 3, 4, 5, 6] and run.position == 2
+    # Bob's Run (two arms) and Alice's map take turns: his verdict waits for two of her units, not five
+    # (his position counts the runs before his last arm that are not his: the teacher's and two of hers).
+    assert [u.position for u in units] == [1, 3, 5, 6, 7] and run.position == 3
     assert queue.jobs(kind=MAP_UNIT) == units and queue.jobs("bob") == [run]
     holder.stop()
     assert all(job.wait(120) for job in [*units, run])
-    starts = sorted([*units, run], key=lambda job: job.started)
-    assert starts[:2] == [units[0], run] and starts[2:] == units[1:]
+    finetune, scratch = run.parts
+    assert units[0].finished <= finetune.started <= units[1].started <= scratch.started <= units[2].started
+    assert run.finished <= units[2].finished
 
 
 def test_a_session_may_have_only_so_many_runs_waiting(tiny):
     q = JobQueue(workers=1, max_waiting=2)
     try:
-        holder = q.submit(long(tiny, 120), owner="alice")
+        holder = q.submit(long(tiny, 120), ("finetune",), owner="alice")
         wait_until(lambda: holder.status == RUNNING)
         first, second = (q.submit(replace(tiny, seed=s), ("finetune",), "alice", MAP_UNIT) for s in (121, 122))
         with pytest.raises(QueueFull, match="You already have 2 runs waiting.*Stop some"):
@@ -71,7 +76,7 @@ def test_a_session_may_have_only_so_many_runs_waiting(tiny):
 def test_a_page_cancels_its_own_units_and_a_closed_pages_units_go(tiny):
     q = JobQueue(workers=1, abandon_after=0.5)
     try:
-        holder = q.submit(long(tiny, 130), owner="alice")
+        holder = q.submit(long(tiny, 130), ("finetune",), owner="alice")
         wait_until(lambda: holder.status == RUNNING)
         old = [q.submit(replace(tiny, seed=s), ("finetune",), "alice", MAP_UNIT) for s in (131, 132)]
         shared = q.submit(replace(tiny, seed=131), ("finetune",), "bob", MAP_UNIT)
@@ -150,15 +155,81 @@ def test_cpu_workers_split_the_cores(tiny):
 
 def test_turns_say_in_advance_the_order_they_serve():
     rng = random.Random(0)
+    names = ["alice", "bob", "carol", None]
     for _ in range(50):
         turns, jobs = Turns(), []
         for i in range(rng.randrange(1, 30)):
-            jobs.append(i)
-            turns.add(rng.choice(["alice", "bob", "carol", None]), i)
+            owner = rng.choice(names)
+            job = SimpleNamespace(i=i, owners=frozenset({owner, *rng.sample(names[:3], rng.randrange(3))} - {None}))
+            jobs.append(job)
+            turns.add(owner, job)
             if rng.random() < 0.2:  # some served while others still arrive
-                served = turns.pop()
-                jobs.remove(served)
+                jobs.remove(turns.pop())
         expected = list(turns)
         assert sorted(turns.ahead(j) for j in jobs) == list(range(len(jobs)))
         assert [turns.ahead(j) for j in expected] == list(range(len(expected)))
         assert [turns.pop() for _ in expected] == expected and turns.pop() is None
+
+
+def test_a_shared_run_goes_first_and_counts_as_a_turn_for_everyone_it_serves():
+    turns = Turns()
+    scratch = SimpleNamespace(owners=frozenset(f"s{k}" for k in range(4)))
+    finetune = [SimpleNamespace(owners=frozenset({f"s{k}"})) for k in range(4)]
+    turns.add("s0", finetune[0])
+    turns.add("s0", scratch)
+    for k in range(1, 4):
+        turns.add(f"s{k}", finetune[k])
+    map_units = [SimpleNamespace(owners=frozenset({"m"})) for _ in range(3)]
+    for unit in map_units:
+        turns.add("m", unit)
+    # Round one: the scratch arm (a turn for all four), the map's first unit. Round two: each
+    # finetune arm in the order the sessions came, then the map's second unit; and so on.
+    assert list(turns) == [scratch, map_units[0], *finetune, *map_units[1:]]
+
+
+def test_comparisons_at_every_depth_train_scratch_once(tmp_path, tiny):
+    store = RunStore(tmp_path / "runs.sqlite")
+    q = JobQueue(workers=1, store=store)
+    try:
+        holder = q.submit(long(tiny, 180), owner="teacher")
+        wait_until(lambda: holder.status == RUNNING)
+        config = replace(tiny, seed=181, lr=3e-2)
+        comparisons = [q.submit(replace(config, freeze_depth=k), owner=f"student{k}") for k in range(4)]
+        scratch = {id(c.parts[1]) for c in comparisons}
+        assert len(scratch) == 1 and comparisons[0].parts[1].owners == {f"student{k}" for k in range(4)}
+        # Five of their runs wait, not eight: four finetune arms and one scratch arm (and the teacher's
+        # scratch). The shared scratch goes first, then the finetune arms in the order they came.
+        assert len(q._waiting) == 1 + 5 and [c.position for c in comparisons] == [2, 3, 4, 5]
+        holder.stop()
+        assert all(c.wait(120) for c in comparisons) and {c.status for c in comparisons} == {DONE}
+        # Each comparison is the one `compare` trains in one go: merging arms changes no number.
+        alone = compare(replace(config, freeze_depth=2))
+        merged = comparisons[2].outcome
+        assert merged.accuracy("finetune") == alone.accuracy("finetune")
+        assert merged.accuracy("scratch") == alone.accuracy("scratch") == comparisons[0].outcome.accuracy("scratch")
+        assert merged.verdict() == Outcome.of(alone).verdict()
+        # Each session's history lists its comparison; the arms are stored once, to be shared.
+        assert [len(store.comparisons(owner=f"student{k}")) for k in range(4)] == [1] * 4
+        assert len(store) == 4 + 4 + 1  # four comparisons, four finetune arms, one scratch arm (the teacher's stopped)
+        later = q.submit(replace(config, freeze_depth=3), owner="student9")
+        assert later.status == DONE and later.reused  # both arms, and the comparison, from the store
+        deeper = q.submit(replace(config, per_class=7, freeze_depth=3), owner="student9")
+        assert deeper.wait(120) and not deeper.parts[0].reused
+    finally:
+        q.shutdown()
+
+
+def test_a_session_that_stops_lets_go_of_a_shared_arm_only(tiny):
+    q = JobQueue(workers=1)
+    try:
+        holder = q.submit(long(tiny, 190), owner="teacher")
+        wait_until(lambda: holder.status == RUNNING)
+        alice = q.submit(replace(tiny, seed=191, freeze_depth=1), owner="alice")
+        bob = q.submit(replace(tiny, seed=191, freeze_depth=2), owner="bob")
+        alice.stop("alice")
+        assert alice.status == STOPPED and alice.outcome is None and alice.parts[0].status == STOPPED
+        assert alice.parts[1] is bob.parts[1] and bob.parts[1].owners == {"bob"} and bob.parts[1].status == QUEUED
+        holder.stop()
+        assert bob.wait(120) and bob.status == DONE and alice.status == STOPPED
+    finally:
+        q.shutdown()

@@ -68,10 +68,11 @@ def test_training_happens_in_a_worker_process_and_comes_back_as_plain_data(queue
 def test_position_counts_the_jobs_ahead_and_a_waiting_job_can_leave(queue, tiny):
     a, b, c = queue.submit(long(tiny, 20)), queue.submit(replace(tiny, seed=21)), queue.submit(replace(tiny, seed=22))
     wait_until(lambda: a.status == RUNNING)
-    assert (a.position, b.position, c.position) == (0, 1, 2)
+    # Positions count runs: every arm of a comparison is one (a's scratch arm waits too).
+    assert (a.position, b.position, c.position) == (0, 2, 4)
     assert (b.status, c.status) == (QUEUED, QUEUED) and queue.jobs() == [a, b, c]
     b.stop()  # leaves the queue at once, never trains
-    assert b.status == STOPPED and b.outcome is None and c.position == 1
+    assert b.status == STOPPED and b.outcome is None and c.position == 2
     a.stop()
     assert a.wait(30) and c.wait(120)
     assert (a.status, b.status, c.status) == (STOPPED, STOPPED, DONE)
@@ -141,9 +142,10 @@ def test_finished_comparisons_are_stored_and_come_back_at_once(tmp_path, tiny):
         again = q.submit(tiny, owner="bob")  # a second session, the same comparison
         assert again.status == DONE and again.stored == first.stored and again is not first
         assert again.outcome.verdict() == first.outcome.verdict()
-        assert list(store.comparisons(owner="bob").id) == [first.stored] and len(store) == 1
+        # The store holds the comparison, listed for its sessions, and its two arms, shared by key.
+        assert list(store.comparisons(owner="bob").id) == [first.stored] and len(store) == 3
         other = q.submit(replace(tiny, seed=1), owner="alice")
-        assert other.status == QUEUED and other.wait(120)
+        assert other.active and not other.reused and other.wait(120)  # a new comparison trains
         assert set(store.comparisons(owner="alice").id) == {first.stored, other.stored}
     finally:
         q.shutdown()
@@ -180,14 +182,16 @@ def test_a_worker_that_ignores_a_stop_is_killed_and_replaced(tiny):
         q.shutdown()
 
 
-def test_two_workers_train_two_jobs_at_once(tiny):
+def test_two_workers_train_a_comparisons_two_arms_at_once(tiny):
     q = JobQueue(workers=2)
     try:
         a, b = q.submit(long(tiny, 70)), q.submit(long(tiny, 71))
-        wait_until(lambda: a.status == RUNNING and b.status == RUNNING)
-        assert a.position == b.position == 0
+        wait_until(lambda: all(part.status == RUNNING for part in a.parts))
+        wait_until(lambda: all(part.progress > 0 for part in a.parts))  # both arms training
+        assert a.status == RUNNING and a.progress > 0 and a.phase == "training"
+        assert a.position == 0 and b.position == 1 and b.status == QUEUED
         a.stop(), b.stop()
-        assert a.wait(30) and b.wait(30)
+        assert a.wait(30) and b.wait(30) and a.status == b.status == STOPPED
     finally:
         q.shutdown()
 

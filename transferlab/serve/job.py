@@ -1,7 +1,9 @@
-"""One job of the queue: a comparison waiting for, or on, a worker, or finished; read from any thread.
+"""The queue's jobs, read from any thread: a run waiting for, or on, a worker, or finished.
 
-The page reads a `Job` (status, records, progress, outcome) while the queue's coordinator thread
-writes it; `JobQueue` in `transferlab.serve.jobs` makes them.
+The page reads a job (status, records, progress, outcome) while the queue's coordinator threads
+write it; `JobQueue` in `transferlab.serve.jobs` makes them. A `Job` is what a worker trains: a
+map unit, or one arm of a comparison. A `ComparisonJob` is what a session asked for: its arms are
+jobs of their own ("arm" units), shared with every comparison that needs the same run.
 """
 
 from __future__ import annotations
@@ -21,12 +23,26 @@ from ..training.outcome import Outcome, comparison_key
 if TYPE_CHECKING:
     from .jobs import JobQueue
 
-__all__ = ["COMPARISON", "DONE", "FAILED", "FINISHED", "KINDS", "MAP_UNIT", "QUEUED", "RUNNING", "STOPPED", "Job"]
+__all__ = [
+    "ARM",
+    "COMPARISON",
+    "DONE",
+    "FAILED",
+    "FINISHED",
+    "KINDS",
+    "MAP_UNIT",
+    "QUEUED",
+    "RUNNING",
+    "STOPPED",
+    "ComparisonJob",
+    "Job",
+]
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 FINISHED = (DONE, STOPPED, FAILED)
-COMPARISON, MAP_UNIT = "comparison", "map unit"  # a comparison someone can download a model of; a cell's arm
-KINDS = (COMPARISON, MAP_UNIT)
+# A comparison a session asked for; one of its arms, trained as a unit; a transfer-map cell's arm.
+COMPARISON, ARM, MAP_UNIT = "comparison", "arm", "map unit"
+KINDS = (COMPARISON, MAP_UNIT)  # what a session submits
 _ids = itertools.count(1)
 
 
@@ -38,7 +54,8 @@ class Job:
         config, arms: what to train (as for `compare`; arms by name).
         owners: the sessions that asked for it; `JobQueue.jobs(owner)` filters on them. Changed
             only under the queue's lock (a new set each time: readers never see one change).
-        kind: "comparison" (a model is kept for download) or "map unit" (a transfer-map cell's arm).
+        kind: "arm" (of a comparison: a model is kept for download) or "map unit" (a transfer-map
+            cell's arm); "comparison" for a `ComparisonJob`.
         status: "queued", "running", then "done", "stopped" or "failed".
         error: what went wrong, for a failed job: a message a learner can act on.
         warning: what went wrong around a job that trained (not stored, model not kept), or None.
@@ -72,6 +89,8 @@ class Job:
     _images: dict[str, int] = field(default_factory=dict, repr=False)  # arm -> images seen
     _training_since: float | None = field(default=None, repr=False)
     _queue: JobQueue | None = field(default=None, repr=False)
+    _parents: list[ComparisonJob] = field(default_factory=list, repr=False)  # comparisons this is an arm of
+    reused: bool = False  # finished before it was asked for: the run store had it
 
     def __post_init__(self):
         self.key = comparison_key(self.config, self.arms)  # what decides its numbers: equal keys, one run
@@ -80,7 +99,7 @@ class Job:
     def from_store(cls, outcome: Outcome, stored: int, owner: str | None, kind: str = COMPARISON) -> Job:
         """A job that is already done: a comparison the run store holds."""
         job = cls(outcome.config, outcome.arms, frozenset({owner} - {None}), kind, stored=stored)
-        job.device, job.started = outcome.device, time.time() - outcome.elapsed
+        job.device, job.started, job.reused = outcome.device, time.time() - outcome.elapsed, True
         job._finish(DONE, outcome)
         return job
 
@@ -167,6 +186,11 @@ class Job:
         with self._lock:
             for name, value in fields.items():
                 setattr(self, name, value)
+        self._tell_parents()
+
+    def _tell_parents(self) -> None:
+        for parent in list(self._parents):
+            parent._refresh()
 
     def _handle(self, message: tuple) -> None:
         kind, _, *args = message
@@ -191,6 +215,8 @@ class Job:
                 self.phase = args[0]
             elif kind == "warning":
                 self.warning = args[0]
+        if kind in ("start", "phase"):
+            self._tell_parents()
 
     def _finish(self, status: str, outcome: Outcome | None = None, error: str | None = None) -> None:
         with self._lock:
@@ -199,3 +225,71 @@ class Job:
             self.phase = status
             self.status = status  # last: a reader that sees the final status sees the outcome too
         self._done.set()
+        self._tell_parents()
+
+
+@dataclass(eq=False)
+class ComparisonJob(Job):
+    """A comparison a session asked for, made of one job per arm (`parts`, of kind "arm").
+
+    Each arm trains on whichever worker is free, and an arm that does not use the freeze depth
+    (scratch, the baselines) is the same unit at every depth (`unit_config`): eight comparisons at
+    eight depths train scratch once. The page reads this job as it read a single one; the records
+    arrive from wherever each arm trains. The queue finishes it (`JobQueue._settle`) once its parts
+    have, with their outcomes merged into one (`Outcome.merge`).
+    """
+
+    parts: tuple[Job, ...] = ()
+    _settled: bool = field(default=False, repr=False)
+
+    def records(self) -> list[Record]:
+        return [record for part in self.parts for record in part.records()]
+
+    def history(self) -> pd.DataFrame:
+        if self.outcome is not None:
+            return self.outcome.history
+        return pd.concat([part.history() for part in self.parts], ignore_index=True)
+
+    @property
+    def position(self) -> int | None:
+        """How many other runs start before this comparison's last arm: 0 once an arm trains."""
+        if self.done:
+            return None
+        waiting = [part.position for part in self.parts if part.status == QUEUED]
+        if len(waiting) < len(self.parts) or None in waiting:
+            return 0
+        return max(waiting) - (len(waiting) - 1)  # its own arms ahead of the last are not in the way
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if self.done else sum(part.progress for part in self.parts) / len(self.parts)
+
+    @property
+    def steps(self) -> int:
+        return max(part.steps for part in self.parts)
+
+    @property
+    def images_per_second(self) -> float | None:
+        """All arms' training images over the wall time from the first arm's start to the last's end."""
+        trained = [p for p in self.parts if p._training_since is not None and not p.reused]
+        if not trained:
+            return None
+        images = sum(sum(p._images.values()) for p in trained)
+        span = max(p.finished or time.time() for p in trained) - min(p._training_since for p in trained)
+        return images / max(span, 1e-6)
+
+    def _refresh(self) -> None:
+        """Follow the parts: running once one runs; finished (by the queue) once they have."""
+        if self.done:
+            return
+        running = [part for part in self.parts if part.status == RUNNING]
+        with self._lock:
+            if running:
+                self.status, self.phase = RUNNING, running[0].phase
+                self.device = self.device or running[0].device
+            if self.started is None and (starts := [p.started for p in self.parts if p.started is not None]):
+                self.started = min(starts)
+        # Stopped: what other sessions share goes on for them, and is not waited for.
+        if all(part.done or (self.stop_event.is_set() and not part.stop_event.is_set()) for part in self.parts):
+            if self._queue is not None:
+                self._queue._settle(self)

@@ -31,12 +31,13 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..errors import TransferlabError
-from ..training.config import ARMS, ExperimentConfig
+from ..training.config import ARMS, ExperimentConfig, unit_config
 from ..training.outcome import Outcome, comparison_key
 from ..training.store import RunStore
-from .job import COMPARISON, DONE, FAILED, KINDS, MAP_UNIT, QUEUED, RUNNING, STOPPED, Job
+from .job import ARM, COMPARISON, DONE, FAILED, KINDS, MAP_UNIT, QUEUED, RUNNING, STOPPED, ComparisonJob, Job
 from .turns import Turns
 from .worker import WorkerProcess, gpu_count
 
@@ -86,6 +87,7 @@ class JobQueue:
         # CPU workers split the cores: two workers that each take every core only slow each other down.
         self.threads = None if gpu_count() else max(1, (os.cpu_count() or 1) // self.workers)
         self._waiting = Turns()
+        self._comparisons: list[ComparisonJob] = []  # unfinished, in submission order
         self._seen: dict[str, float] = {}  # owner -> last `touch` (monotonic seconds)
         self._running: list[Job] = []
         self._cond = threading.Condition()
@@ -105,11 +107,13 @@ class JobQueue:
         owner: str | None = None,
         kind: str = COMPARISON,
     ) -> Job:
-        """Queue a comparison and return its `Job` at once.
+        """Queue a comparison (or a map unit) and return its job at once.
 
-        The same comparison of the same kind already queued or running is joined; one already in
-        the store comes back finished. Settings that cannot run are refused here, not after a wait
-        (`ConfigError`), and so is a job beyond the session's `max_waiting` (`QueueFull`).
+        A comparison is a `ComparisonJob` of one "arm" job per arm, each shared with every other
+        comparison that needs the same run (`unit_config`). The same job of the same kind already
+        queued or running is joined; one already in the store comes back finished. Settings that
+        cannot run are refused here, not after a wait (`ConfigError`), and so are jobs beyond the
+        session's `max_waiting` (`QueueFull`).
         """
         arms = tuple(arms)
         unknown = [a for a in arms if a not in ARMS]
@@ -118,9 +122,29 @@ class JobQueue:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
         config.validate()
-        key = comparison_key(config, arms)
         if kind == MAP_UNIT:
             self.touch(owner)
+            return self._submit(config, arms, owner, kind, len(arms))
+        key = comparison_key(config, arms)
+        with self._cond:
+            if job := self._join(key, kind, owner):
+                return job
+        if self.store is not None and (done := _from_store(self.store, key, owner, kind)):  # outside the lock: a file
+            return done
+        parts = [self._submit(unit_config(config, a), (a,), owner, ARM, len(arms) - i) for i, a in enumerate(arms)]
+        with self._cond:
+            if job := self._join(key, kind, owner):  # asked for by another session meanwhile
+                return job
+            job = ComparisonJob(config, arms, frozenset({owner} - {None}), kind, parts=tuple(parts), _queue=self)
+            self._comparisons.append(job)
+        for part in parts:
+            part._parents.append(job)
+        job._refresh()  # finished at once when every arm came from the store
+        return job
+
+    def _submit(self, config: ExperimentConfig, arms: tuple[str, ...], owner: str | None, kind: str, room: int) -> Job:
+        """Join, reuse from the store, or queue one unit; refuse it unless `room` more fit in the owner's line."""
+        key = comparison_key(config, arms)
         with self._cond:
             if self._closed:
                 raise RuntimeError("this JobQueue has been shut down; make a new one")
@@ -131,10 +155,10 @@ class JobQueue:
         with self._cond:
             if job := self._join(key, kind, owner):  # queued by another session meanwhile
                 return job
-            if (waiting := self._waiting.waiting(owner)) >= self.max_waiting:
+            if (waiting := self._waiting.waiting(owner)) + room > self.max_waiting:
                 raise QueueFull(
-                    f"You already have {waiting} runs waiting, the most one session may have on this "
-                    "server. Stop some (the transfer map's Stop), or wait for them to finish."
+                    f"You already have {waiting} runs waiting; one session may have at most {self.max_waiting} "
+                    "on this server. Stop some (the transfer map's Stop), or wait for them to finish."
                 )
             job = Job(config, arms, frozenset({owner} - {None}), kind, _queue=self)
             self._waiting.add(owner, job)
@@ -153,7 +177,8 @@ class JobQueue:
         """The unfinished jobs, running first, then in the order they will start; only `owner`'s
         and `kind`'s when given."""
         with self._cond:
-            jobs = self._running + list(self._waiting)
+            jobs = [c for c in self._comparisons if c.active] + [j for j in self._running + list(self._waiting)]
+        jobs = [j for j in jobs if j.kind != ARM]  # an arm is shown as part of its comparison
         return [j for j in jobs if (owner is None or owner in j.owners) and (kind is None or j.kind == kind)]
 
     def cancel(self, owner: str, kind: str) -> int:
@@ -193,16 +218,30 @@ class JobQueue:
 
     def _join(self, key: str, kind: str, owner: str | None) -> Job | None:
         """The queued or running job with this key and kind, now also `owner`'s (with the lock held)."""
-        for job in self._running + list(self._waiting):
+        for job in self._comparisons + self._running + list(self._waiting):
             if job.key == key and job.kind == kind and job.active and not job.stop_event.is_set():
                 if owner:
-                    job.owners = job.owners | {owner}
+                    for joined in (job, *getattr(job, "parts", ())):
+                        joined.owners = joined.owners | {owner}
                 return job
         return None
 
     def _release(self, job: Job, owner: str | None) -> None:
         """`owner` lets go of `job` (None: everyone does). The last owner to let go stops it:
-        a waiting job leaves the queue, a running one stops within a batch."""
+        a waiting job leaves the queue, a running one stops within a batch. A comparison's owner
+        lets go of its arms too; an arm another comparison shares goes on for it."""
+        if isinstance(job, ComparisonJob):
+            with self._cond:
+                leaving = [owner] if owner is not None else sorted(job.owners) or [None]
+                if owner is not None and job.owners - {owner}:
+                    job.owners = job.owners - {owner}
+                else:
+                    job.stop_event.set()
+            for part in job.parts:
+                for who in leaving:
+                    self._release(part, who)
+            job._refresh()
+            return
         with self._cond:
             if owner is not None and job.owners - {owner}:
                 job.owners = job.owners - {owner}
@@ -214,6 +253,32 @@ class JobQueue:
             if not self._waiting.remove(job):
                 return  # running (the coordinator passes the stop on) or already finished
         job._finish(STOPPED)
+
+    def _settle(self, job: ComparisonJob) -> None:
+        """Finish a comparison whose arms have finished (or, stopped, no longer train for it): its
+        arms' outcomes merged into one, stored under its key for its owners."""
+        with job._lock:
+            if job._settled:
+                return
+            job._settled = True
+        with self._cond:
+            self._comparisons.remove(job)
+        parts = [part.outcome for part in job.parts if part.outcome is not None]
+        failed = next((part for part in job.parts if part.status == FAILED), None)
+        job.warning = " ".join(part.warning for part in job.parts if part.warning) or None
+        try:
+            outcome = Outcome.merge(job.config, parts) if parts else None
+        except ValueError as error:
+            failed, outcome = job, None
+            job.error = str(error)
+        if failed is not None:
+            job._finish(FAILED, error=failed.error)
+        elif outcome is None or job.stop_event.is_set() or len(parts) < len(job.parts):
+            job._finish(STOPPED, outcome and replace(outcome, stopped=True))
+        else:
+            if all(part.reused for part in job.parts):
+                job.reused = True
+            _finish_with(job, outcome, self.store)
 
     def _abandoned(self) -> list[Job]:
         """Waiting map units whose every owner's page has not called `touch` for `abandon_after`
@@ -267,7 +332,7 @@ class JobQueue:
             job._finish(STOPPED)
             return
         job._update(status=RUNNING, phase="loading data and models", started=time.time())
-        kind, value = worker.train(job, self.max_work, self.stop_grace, keep=job.kind == COMPARISON)
+        kind, value = worker.train(job, self.max_work, self.stop_grace, keep=job.kind == ARM)
         if kind == "done":
             _finish_with(job, value, self.store)
             return
@@ -287,7 +352,7 @@ def _from_store(store: RunStore, key: str, owner: str | None, kind: str) -> Job 
     stored = store.find(key)
     if stored is None:
         return None
-    if owner:
+    if owner and kind != ARM:  # an arm is in a session's history as part of its comparison
         store.add_owner(stored, owner)
     return Job.from_store(store.load(stored), stored, owner, kind)
 
@@ -301,7 +366,7 @@ def _finish_with(job: Job, outcome: Outcome, store: RunStore | None) -> None:
     if store is None:
         job._finish(DONE, outcome)
         return
-    owners = sorted(job.owners)
+    owners = sorted(job.owners) if job.kind != ARM else []  # an arm is listed as part of its comparison
     try:
         job.stored = store.save(outcome, owners[0] if owners else None)
         for owner in owners[1:]:
@@ -313,6 +378,6 @@ def _finish_with(job: Job, outcome: Outcome, store: RunStore | None) -> None:
             "it will not be in your history after a reload."
         )
     job._finish(DONE, outcome)
-    if job.stored is not None:
+    if job.stored is not None and job.kind != ARM:
         for owner in job.owners - set(owners):  # sessions that joined while it was being stored
             store.add_owner(job.stored, owner)

@@ -31,7 +31,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..stats import paired_difference
 from ..training.callbacks import Callback
-from ..training.config import ARMS, ExperimentConfig
+from ..training.config import ARMS, ExperimentConfig, unit_config
 from ..training.outcome import Outcome, comparison_key
 from ..training.store import RunStore
 
@@ -103,7 +103,7 @@ class Grid:
 
     def unit(self, cell: ExperimentConfig, arm: str) -> Unit:
         """The unit that gives `arm` at `cell`: one that ignores the depth is the same at every depth."""
-        return Unit(cell if ARMS[arm].freeze == "config" else replace(cell, freeze_depth=0), arm)
+        return Unit(unit_config(cell, arm), arm)
 
     def units(self) -> list[Unit]:
         """The distinct units, deepest freeze first (the cheapest cells fill the map first)."""

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..data.registry import dataset_modality
 from ..errors import ConfigError
 from ..models.registry import get_spec, list_backbones
 
-__all__ = ["ARMS", "Arm", "DEFAULT_STEPS", "ExperimentConfig", "PATIENCE_CAP", "PRECISIONS", "Plan", "plan"]
+__all__ = [
+    "ARMS",
+    "Arm",
+    "DEFAULT_STEPS",
+    "ExperimentConfig",
+    "PATIENCE_CAP",
+    "PRECISIONS",
+    "Plan",
+    "plan",
+    "unit_config",
+]
 
 PRECISIONS = ("auto", "fp32")
 DEFAULT_STEPS = 60  # 15 epochs of the dashboard's default 100 images: seconds on a laptop CPU
@@ -278,6 +288,12 @@ class Arm:
         n = get_spec(config.backbone).num_blocks
         return {"config": config.freeze_depth, "none": 0, "all": n}.get(self.freeze, self.freeze)
 
+    @property
+    def uses_depth(self) -> bool:
+        """Whether the config's freeze depth changes this arm's run (scratch, probe and the
+        baselines are the same run at every depth)."""
+        return self.freeze == "config" and self.init != "baseline"
+
 
 TUNED_LRS = (0.3, 1.0, 3.0, 10.0)  # an arm with `tune_lr` tries the config's rate times each
 
@@ -292,3 +308,9 @@ ARMS = {
     "pixels": Arm("pixels", "baseline"),
     "tfidf": Arm("tfidf", "baseline"),
 }
+
+
+def unit_config(config: ExperimentConfig, arm: str) -> ExperimentConfig:
+    """The config that trains `arm` alone as a unit: an arm that does not use the freeze depth gets
+    depth 0, so that comparisons at every depth share one run of it (the grid's and the queue's)."""
+    return config if ARMS[arm].uses_depth else replace(config, freeze_depth=0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from ..data.registry import dataset_version as current_version
 from .comparison import ComparisonResult, Verdicts
-from .config import ExperimentConfig
+from .config import ExperimentConfig, unit_config
 
 __all__ = ["MISTAKES", "Outcome", "comparison_key", "package_versions"]
 
@@ -123,9 +124,38 @@ class Outcome(Verdicts):
             dataset_version=data.dataset.version,
         )
 
+    @classmethod
+    def merge(cls, config: ExperimentConfig, parts: Sequence[Outcome]) -> Outcome:
+        """One comparison of `config` from its arms trained as units (`unit_config`), one arm or
+        more per part: the same numbers as training them together, since each run owns its random
+        state. Raises `ValueError` when the parts were tested on different splits."""
+        first = parts[0]
+        for part in parts[1:]:
+            if part.dataset_version != first.dataset_version or not np.array_equal(part.labels, first.labels):
+                raise ValueError("these arms were tested on different test splits: they are not one comparison")
+        return cls(
+            config=config,
+            arms=tuple(arm for part in parts for arm in part.arms),
+            table=pd.concat([part.table for part in parts], ignore_index=True),
+            history=pd.concat([part.history for part in parts], ignore_index=True),
+            classes=first.classes,
+            labels=first.labels,
+            predictions={arm: p for part in parts for arm, p in part.predictions.items()},
+            mistakes={arm: m for part in parts for arm, m in part.mistakes.items()},
+            stopped=any(part.stopped for part in parts),
+            device=first.device,
+            versions=first.versions,
+            elapsed=round(sum(part.elapsed for part in parts), 2),
+            dataset_version=first.dataset_version,
+        )
+
     @property
     def key(self) -> str:
         return comparison_key(self.config, self.arms, self.dataset_version)
+
+    def unit_key(self, arm: str) -> str:
+        """The key of the unit that trained `arm` of this comparison (a kept model is found by it)."""
+        return comparison_key(unit_config(self.config, arm), (arm,), self.dataset_version)
 
     def correct(self, arm: str) -> np.ndarray:
         return np.asarray(self.predictions[arm]) == np.asarray(self.labels)
