@@ -5,9 +5,10 @@
 
 The page configures, calls the engine and displays; it holds no training logic. Comparisons train
 in the job queue's worker processes (`transferlab.serve.jobs`), every session's in turn, each arm
-shared with every comparison that needs it; this process only serves pages. A session sees its own comparisons: the running one
-is redrawn from its record stream in a fragment that reruns itself, the finished ones come from the
-run store. The settings live in the address, so a link reproduces a comparison. Every chart comes
+shared with every comparison that needs it; this process only serves pages. A session (named by a
+cookie, `dashboard.server.session_id`) sees its own comparisons: the running one is redrawn from its
+record stream in a fragment that reruns itself, the finished ones come from the run store. The
+settings live in the address, so a link reproduces a comparison, and never the session. Every chart comes
 from `transferlab.plots`. `TRANSFERLAB_SHOW_TEST_ENTRIES=1` adds the test suite's tiny backbone and
 dataset (test_tiny, test_blobs) to the menus.
 """
@@ -52,7 +53,7 @@ def dashboard() -> None:
         advanced, tune_scratch = advanced_ui(source["backbone"], defaults, ignored)
         st.divider()
         st.caption(f"Device: **{device_name(dev)}**. Queue: {len(queue.jobs())} run(s) training or waiting.")
-        st.markdown(f"[Transfer map: a grid of comparisons](?view=map&sid={sid})")
+        st.markdown("[Transfer map: a grid of comparisons](?view=map)")
         st.markdown("[Class board: every comparison on this server](?view=board)")
 
     spec = get_spec(source["backbone"])

@@ -34,7 +34,7 @@ def latest_histories(ids: tuple[int, ...], _store: RunStore) -> dict[int, pd.Dat
 
 
 def queue_ui(jobs: list[Job]) -> None:
-    st.subheader(f"Queue: {len(jobs)} comparison(s)")
+    st.subheader(f"Queue: {len(jobs)} job(s)")
     if not jobs:
         st.caption("Nothing is training. Press Run on the dashboard, and it shows up here.")
         return

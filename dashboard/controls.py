@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 from streamlit.delta_generator import DeltaGenerator
 
-from dashboard.server import shared_server
+from dashboard.server import shared_server, typed_folders
 from dashboard.uploads import UPLOAD, dataset_label, delete_ui, own_datasets, select_pending_upload
 from transferlab import (
     ConfigError,
@@ -30,7 +30,7 @@ from transferlab import (
     plan,
     plots,
 )
-from transferlab.serve import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS, data_dir, describe_dataset, val_count
+from transferlab.serve import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS, describe_dataset, val_count
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
 DEFAULT_BACKBONES = {"image": DEFAULT_BACKBONE, "text": "minilm_l6"}  # the first offered per kind of data
@@ -137,7 +137,7 @@ def source_ui(given: dict, ignored: list[str], sid: str) -> dict:
         st.caption(describe_dataset(dataset))
         delete_ui(dataset)
     if dataset == "image_folder":
-        where = f"a folder inside {data_dir()} on the server" if shared_server() else "a folder on this computer"
+        where = f"a folder inside {typed_folders()} on the server" if shared_server() else "a folder on this computer"
         root = st.text_input(
             "Folder of your photos",
             key="root",
@@ -299,10 +299,10 @@ def check_sources(backbone: str, dataset: str, root: str | None, sid: str) -> tu
         if root is None:
             problems.append("Type the path of a folder of your photos: one sub-folder of images per class.")
             return problems, None
-        if shared_server() and not Path(root).expanduser().resolve().is_relative_to(data_dir().resolve()):
+        if shared_server() and not Path(root).expanduser().resolve().is_relative_to(typed_folders().resolve()):
             problems.append(
-                f"This server is shared, so it reads folders only inside its data directory ({data_dir()}): "
-                "upload your images instead (the last entry of the dataset menu)."
+                f"This server is shared, so it reads typed folders only inside {typed_folders()}, where "
+                "whoever runs it puts class sets: upload your images instead (the last entry of the dataset menu)."
             )
             return problems, None
         if not Path(root).expanduser().is_dir():

@@ -70,7 +70,7 @@ def page(queue: JobQueue, sid: str) -> None:
     st.caption(
         "How much does pretraining help, at each freeze depth and amount of data? Each cell is one "
         "comparison: fine-tuned with the first k blocks frozen, against the same network from scratch "
-        f"(which does not depend on k, so it runs once per size). [Back to the dashboard](?sid={sid})"
+        "(which does not depend on k, so it runs once per size). [Back to the dashboard](?)"
     )
     with st.sidebar:
         grid = grid_ui(sid)

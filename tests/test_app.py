@@ -8,6 +8,7 @@ live in `st.cache_resource`, one for this whole module, with the store in a temp
 
 import base64
 import json
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from transferlab import backbone_status, list_backbones
 from transferlab.serve.jobs import DONE, RUNNING, STOPPED
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 SCRIPT_TIMEOUT = 60  # seconds per script run: the first one imports torch and builds EfficientNet
 
 
@@ -34,12 +36,19 @@ def server_settings(tmp_path_factory):
         yield
 
 
-def open_page(**address) -> AppTest:
-    """A new browser session, opened at an address with these query parameters."""
+def open_page(cookie: str | None = None, **address) -> AppTest:
+    """A new browser session, opened at an address with these query parameters; with `cookie`,
+    from a browser whose session cookie holds that id (a reload, a new tab)."""
+    from unittest import mock
+
+    import dashboard.server
+
     at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT)
     for name, value in address.items():
         at.query_params[name] = str(value)
-    at.run()
+    cookies = {dashboard.server.COOKIE: cookie} if cookie else {}
+    with mock.patch.object(dashboard.server, "browser_cookies", lambda: cookies):
+        at.run()
     assert not at.exception
     return at
 
@@ -237,11 +246,25 @@ def test_history_survives_a_reload_and_overlays_the_chosen_runs(app):
     assert names[:2] == [f"#{ids[0]} k=0 n=5 finetune", f"#{ids[0]} k=0 n=5 scratch"] and len(names) == 4
     overlay.set_value([f"#{ids[1]} k=2 n=5"]).run()
     assert len(chart(app, "overlay-chart")["data"]) == 2
-    # A reload is a new session at the same address (its sid): the history comes back from the store.
-    reloaded = open_page(**app.query_params)
+    # A reload is a new session from the same browser (its cookie): the history comes back from the store.
+    reloaded = open_page(cookie=app.session_state["sid"], **app.query_params)
     assert reloaded.dataframe[0].value.comparison.tolist() == ids[::-1]
-    # ...and another session sees none of it.
-    assert not open_page().dataframe
+    # ...and another browser, at the very same address, sees none of it.
+    assert "sid" not in app.query_params and not open_page(**app.query_params).dataframe
+
+
+def test_the_session_lives_in_a_cookie_and_never_in_the_address(app):
+    sid = app.session_state["sid"]
+    assert SESSION_ID.match(sid) and sid not in json.dumps(dict(app.query_params))
+    # The first page sets the cookie the browser sends back on a reload.
+    script = next(e.proto.body for e in app.get("html") if "document.cookie" in e.proto.body)
+    assert f"transferlab_session={sid}; path=/" in script and "SameSite=Strict" in script
+    assert not [e for e in open_page(cookie=sid).get("html") if "document.cookie" in e.proto.body]
+    # An id in the address (as links had before) is dropped, never adopted.
+    copied = open_page(sid=sid)
+    assert copied.session_state["sid"] != sid and "sid" not in copied.query_params
+    # A cookie that is not an id the server makes starts a new session.
+    assert open_page(cookie="../../etc").session_state["sid"] != "../../etc"
 
 
 def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app, tiny):
@@ -254,7 +277,8 @@ def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app,
         app.select_slider(key="per_class").set_value(5).run()
         app.button(key="run").click().run()
         mine = app.session_state["job"]
-        assert mine.status == "queued" and mine.position == 2  # the other's two arms: one trains, one waits its turn
+        # Ahead of it: the other's two arms, one training, one next (a comparison's arms are one turn).
+        assert mine.status == "queued" and mine.position == 2
         assert any("2 runs ahead of yours" in i.value for i in app.info)
         # ...which this session never sees: its history has only its own runs.
         assert other not in server_queue().jobs(app.session_state["sid"])
@@ -399,15 +423,27 @@ def listening_on(monkeypatch):
     return set_address
 
 
-def test_a_shared_server_reads_typed_folders_only_inside_its_data_directory(app, tmp_path, listening_on, monkeypatch):
+def test_a_shared_server_reads_typed_folders_only_inside_its_folder_for_them(app, tmp_path, listening_on, monkeypatch):
+    from tests.upload_corpus import two_classes, zip_of
+    from transferlab.data.imports import import_images, imported_path
+
     monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path / "data"))
     listening_on("0.0.0.0")
     app.selectbox(key="dataset").set_value("image_folder").run()
+    refused = "reads typed folders only inside"
     app.text_input(key="root").input("/etc").run()
-    assert any("reads folders only inside its data directory" in e.value for e in app.error)
-    assert app.button(key="run").disabled
-    app.text_input(key="root").input(str(tmp_path / "data" / ".." / "..")).run()  # no climbing out either
-    assert any("reads folders only inside its data directory" in e.value for e in app.error)
+    assert any(refused in e.value for e in app.error) and app.button(key="run").disabled
+    app.text_input(key="root").input(str(tmp_path / "data" / "folders" / ".." / "..")).run()  # no climbing out
+    assert any(refused in e.value for e in app.error)
+    # Not another session's uploads either, though they are inside the data directory.
+    import_images(zip_of(two_classes(n=12)), "pets", owner="0" * 32)
+    app.text_input(key="root").input(str(imported_path(f"{'0' * 32}/pets"))).run()
+    assert any(refused in e.value for e in app.error)
+    # A class set the server's keeper put in the folder for them is read.
+    (tmp_path / "data" / "folders" / "pets").parent.mkdir(parents=True)
+    imported_path(f"{'0' * 32}/pets").rename(tmp_path / "data" / "folders" / "pets")
+    app.text_input(key="root").input(str(tmp_path / "data" / "folders" / "pets")).run()
+    assert not any(refused in e.value for e in app.error)
 
 
 def test_the_upload_panel_and_a_sessions_own_sets(app, tmp_path, monkeypatch):
@@ -421,7 +457,7 @@ def test_the_upload_panel_and_a_sessions_own_sets(app, tmp_path, monkeypatch):
 
     sid = app.session_state["sid"]
     import_images(zip_of(two_classes(n=12)), "pets", owner=sid)  # what Import does with the zip
-    mine = open_page(sid=sid)
+    mine = open_page(cookie=sid)
     assert "pets (yours)" in mine.selectbox(key="dataset").options
     mine.selectbox(key="dataset").set_value(f"{sid}/pets").run()
     assert any("pets (yours) has only 8 training images" in e.value for e in mine.error)  # 10 asked

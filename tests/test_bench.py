@@ -58,3 +58,31 @@ def test_the_gpu_throughput_case_runs_its_code_on_the_cpu(backbone):
     # The GPU case only runs where CUDA is; the same code, tiny, must not wait for one to fail.
     figures = run_gpu_throughput(backbone, steps=1, batch=2, size=32, device="cpu")
     assert figures["images_per_s"] > 0
+
+
+def test_the_class_case_trains_each_distinct_arm_once_and_more_workers_give_verdicts_sooner(tmp_path, capsys):
+    import random
+    from dataclasses import replace
+
+    from transferlab.serve.classroom import DEPTHS, MAP_SIZES, class_settings, cost
+    from transferlab.training.config import unit_config
+    from transferlab.training.outcome import comparison_key
+
+    costs = {"finetune": {"0": 20.0, "5": 14.0, "9": 9.0}, "scratch": 20.0}
+    (tmp_path / "costs.json").write_text(json.dumps(costs))
+    assert main(["--case", "class", "--sessions", "60", "--maps", "2", "--costs", str(tmp_path / "costs.json")]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()[-3:]]
+    # The arms asked for, drawn here as the case draws them, and which of them are the same run.
+    base = ExperimentConfig(per_class=10, freeze_depth=4, steps=60)
+    asked = [(c, a) for c in class_settings(60, random.Random(0), base) for a in ("finetune", "scratch")]
+    asked += [(replace(base, freeze_depth=k, per_class=n), "finetune") for k in DEPTHS for n in MAP_SIZES]
+    asked += [(replace(base, freeze_depth=0, per_class=n), "scratch") for n in MAP_SIZES]
+    distinct = {comparison_key(unit_config(c, a), (a,), "class"): (unit_config(c, a), a) for c, a in asked}
+    work = sum(cost(costs, a, u.freeze_depth) * u.steps / 60 for u, a in distinct.values())
+    assert [p["workers"] for p in printed] == [1, 2, 8]
+    for figures in printed:
+        assert figures["arms_asked"] == 60 * 2 + 2 * 55 and figures["arms_trained"] == len(distinct)
+        assert 0 <= figures["verdict_median_s"] <= figures["verdict_p95_s"] <= figures["verdict_worst_s"]
+    # One worker is never idle (the maps arrive first): the class ends when all the work is done.
+    assert printed[0]["all_done_s"] == pytest.approx(work, abs=0.1)
+    assert printed[0]["verdict_median_s"] > printed[1]["verdict_median_s"] > printed[2]["verdict_median_s"]

@@ -260,16 +260,30 @@ CLASS_DEPTHS = (1, 2, 3, 4, 6, 7, 8, 9)  # eight sessions, eight settings: a col
 CLASS_STEPS = 15  # a quarter of the default, so that eight comparisons, twice, fit in a few minutes
 
 
+MAP_UNITS = 60  # the map page's default grid: 10 depths x 5 sizes of finetune, 5 of scratch, 5 of probe
+
+
+def map_finished(page) -> int:
+    """How many of the map's runs have finished, from its progress bar's text."""
+    text = page.get_by_text(f" of {MAP_UNITS} runs finished").first.inner_text()
+    return int(text.split(" of ")[0].split()[-1])
+
+
 @pytest.mark.timeout(RUN_S * 3)
-def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue_order(server, chromium):
+def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue_order(server, chromium, server_data):
     """A class: eight browser sessions (separate cookies, separate sids) on different freeze depths,
-    and the class board on the projector."""
+    a ninth building a transfer map of 60 units first, and the class board on the projector."""
     from playwright.sync_api import expect, sync_playwright
+
+    from transferlab.training.store import RunStore
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         board = browser.new_context(viewport={"width": 1600, "height": 1400}).new_page()
         board.goto(f"{server}/?view=board")
+        mapper = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        mapper.set_default_timeout(30_000)
+        mapper.goto(f"{server}/?view=map")
         pages = []
         for k in CLASS_DEPTHS:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
@@ -279,6 +293,9 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         for page in pages:
             expect(page.get_by_role("button", name="Run", exact=True)).to_be_enabled(timeout=PAGE_LOAD_S * 1000)
         cpu = cpu_by_role()
+        # The map first: its 60 units are in the queue before anyone presses Run.
+        mapper.get_by_role("button", name="Run", exact=True).click(timeout=PAGE_LOAD_S * 1000)
+        expect(mapper.get_by_text(f" of {MAP_UNITS} runs finished").first).to_be_visible()
         started = time.monotonic()
         for page in pages:  # as fast as a room of hands, each press seen by the server before the next
             page.get_by_role("button", name="Run", exact=True).click()
@@ -299,6 +316,13 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         # ...in the order they pressed Run.
         order = sorted(verdicts, key=verdicts.get)
         assert order == list(CLASS_DEPTHS), f"verdicts came in the order {order}"
+        # The map took its turns, no more: one unit before the class's shared scratch arm, one
+        # after it, then the eight finetune arms (three allows for one starting as the last ends).
+        map_done = map_finished(mapper)
+        assert map_done <= 3, f"the map finished {map_done} units before the last verdict"
+        # Its Stop takes its units out of the queue; the board's queue empties.
+        mapper.get_by_role("button", name="Stop", exact=True).click()
+        expect(board.get_by_text("Queue: 0 job(s)")).to_be_visible(timeout=60_000)
         # The board shows them all, each on the transfer map.
         expect(board.get_by_text("Verdicts", exact=True)).to_be_visible()
         board.wait_for_function(
@@ -309,11 +333,17 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         )
         board.screenshot(path=str(ARTIFACTS / "classroom_board.png"))
         browser.close()
+    # Eight comparisons at eight depths trained eight finetune arms and one scratch arm.
+    arms = RunStore(server_data / "runs.sqlite").comparisons()
+    arms = arms[(arms.steps == CLASS_STEPS) & (arms.finetune.isna() != arms.scratch.isna())]
+    assert (arms.scratch.notna().sum(), arms.finetune.notna().sum()) == (1, len(CLASS_DEPTHS))
     last = max(verdicts.values())
     # Side by side: the same eight comparisons, one after another in this process.
     alone = [in_process(freeze_depth=k, steps=CLASS_STEPS)[1] for k in CLASS_DEPTHS]
     figures = {
         "sessions": len(CLASS_DEPTHS),
+        "map_units_finished_before_the_last_verdict": map_done,
+        "scratch_arms_trained": 1,
         "steps": CLASS_STEPS,
         "verdict_s": {k: round(verdicts[k], 1) for k in CLASS_DEPTHS},
         "all_pressed_s": round(pressed, 1),

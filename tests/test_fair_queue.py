@@ -46,15 +46,15 @@ def test_a_map_does_not_wait_ahead_of_another_sessions_run(queue, tiny):
     wait_until(lambda: holder.status == RUNNING)
     units = [queue.submit(replace(tiny, seed=s), ("finetune",), "alice", MAP_UNIT) for s in range(101, 106)]
     run = queue.submit(replace(tiny, seed=110), owner="bob")
-    # Bob's Run (two arms) and Alice's map take turns: his verdict waits for two of her units, not five
-    # (his position counts the runs before his last arm that are not his: the teacher's and two of hers).
-    assert [u.position for u in units] == [1, 3, 5, 6, 7] and run.position == 3
+    # Bob's Run and Alice's map take turns, and his two arms are one turn: his verdict waits for one
+    # of her units, not five (his position: the teacher's running unit and her first).
+    assert [u.position for u in units] == [1, 4, 5, 6, 7] and run.position == 2
     assert queue.jobs(kind=MAP_UNIT) == units and queue.jobs("bob") == [run]
     holder.stop()
     assert all(job.wait(120) for job in [*units, run])
     finetune, scratch = run.parts
-    assert units[0].finished <= finetune.started <= units[1].started <= scratch.started <= units[2].started
-    assert run.finished <= units[2].finished
+    assert units[0].finished <= finetune.started <= scratch.started <= units[1].started
+    assert run.finished <= units[1].finished
 
 
 def test_a_session_may_have_only_so_many_runs_waiting(tiny):

@@ -305,6 +305,11 @@ def transfer_map(args, report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["--case", "class"]:  # a class at size, simulated: options of its own
+        from .serve.classroom import main as classroom
+
+        return classroom(argv[2:])
     parser = argparse.ArgumentParser(prog="python -m transferlab.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--per-class", type=int, default=10)

@@ -71,6 +71,7 @@ class Job:
     owners: frozenset[str] = frozenset()
     kind: str = COMPARISON
     id: int = field(default_factory=lambda: next(_ids))
+    batch: object = None  # jobs of one batch (a comparison's arms) take one turn together; default: its id
     status: str = QUEUED
     error: str | None = None
     warning: str | None = None
@@ -93,6 +94,7 @@ class Job:
     reused: bool = False  # finished before it was asked for: the run store had it
 
     def __post_init__(self):
+        self.batch = self.id if self.batch is None else self.batch
         self.key = comparison_key(self.config, self.arms)  # what decides its numbers: equal keys, one run
 
     @classmethod
@@ -102,6 +104,10 @@ class Job:
         job.device, job.started, job.reused = outcome.device, time.time() - outcome.elapsed, True
         job._finish(DONE, outcome)
         return job
+
+    def batch_of(self, owner: str) -> object:
+        """What this job is part of for `owner`: the comparison of theirs it is an arm of, else itself."""
+        return next((parent.key for parent in self._parents if owner in parent.owners), self.batch)
 
     # -- reading, from any thread --
 

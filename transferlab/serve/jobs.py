@@ -124,14 +124,14 @@ class JobQueue:
         config.validate()
         if kind == MAP_UNIT:
             self.touch(owner)
-            return self._submit(config, arms, owner, kind, len(arms))
+            return self._units([(config, arms)], owner, kind)[0]
         key = comparison_key(config, arms)
         with self._cond:
             if job := self._join(key, kind, owner):
                 return job
-        if self.store is not None and (done := _from_store(self.store, key, owner, kind)):  # outside the lock: a file
-            return done
-        parts = [self._submit(unit_config(config, a), (a,), owner, ARM, len(arms) - i) for i, a in enumerate(arms)]
+        if self.store is not None and (stored := self.store.find(key)) is not None:  # outside the lock: a file
+            return _stored_job(self.store, stored, owner, kind)
+        parts = self._units([(unit_config(config, a), (a,)) for a in arms], owner, ARM, batch=key)
         with self._cond:
             if job := self._join(key, kind, owner):  # asked for by another session meanwhile
                 return job
@@ -142,28 +142,28 @@ class JobQueue:
         job._refresh()  # finished at once when every arm came from the store
         return job
 
-    def _submit(self, config: ExperimentConfig, arms: tuple[str, ...], owner: str | None, kind: str, room: int) -> Job:
-        """Join, reuse from the store, or queue one unit; refuse it unless `room` more fit in the owner's line."""
-        key = comparison_key(config, arms)
+    def _units(self, units: list[tuple], owner: str | None, kind: str, batch=None) -> list[Job]:
+        """Join, reuse from the store, or queue each unit (config, arms); those that must wait are
+        queued together, so that a worker never takes one of a `batch` before the rest is in line.
+        Refused (`QueueFull`) unless they all fit in the owner's line."""
+        keys = [comparison_key(config, arms) for config, arms in units]
+        stored = [self.store.find(key) if self.store is not None else None for key in keys]  # outside the lock
         with self._cond:
             if self._closed:
                 raise RuntimeError("this JobQueue has been shut down; make a new one")
-            if job := self._join(key, kind, owner):
-                return job
-        if self.store is not None and (done := _from_store(self.store, key, owner, kind)):  # outside the lock: a file
-            return done
-        with self._cond:
-            if job := self._join(key, kind, owner):  # queued by another session meanwhile
-                return job
-            if (waiting := self._waiting.waiting(owner)) + room > self.max_waiting:
+            found = [self._find(key, kind) for key in keys]
+            new = [i for i, job in enumerate(found) if job is None and stored[i] is None]
+            if new and (waiting := self._waiting.waiting(owner)) + len(new) > self.max_waiting:
                 raise QueueFull(
                     f"You already have {waiting} runs waiting; one session may have at most {self.max_waiting} "
                     "on this server. Stop some (the transfer map's Stop), or wait for them to finish."
                 )
-            job = Job(config, arms, frozenset({owner} - {None}), kind, _queue=self)
-            self._waiting.add(owner, job)
+            jobs = [self._join(key, kind, owner) if job else None for key, job in zip(keys, found)]
+            for i in new:
+                jobs[i] = Job(*units[i], frozenset({owner} - {None}), kind, batch=batch, _queue=self)
+                self._waiting.add(owner, jobs[i])
             self._cond.notify_all()
-        return job
+        return [job or _stored_job(self.store, stored[i], owner, kind) for i, job in enumerate(jobs)]
 
     def position(self, job: Job) -> int | None:
         """0 when `job` is running (or next), n when n jobs start before it, None when not in the queue."""
@@ -216,15 +216,21 @@ class JobQueue:
 
     # -- internals --
 
-    def _join(self, key: str, kind: str, owner: str | None) -> Job | None:
-        """The queued or running job with this key and kind, now also `owner`'s (with the lock held)."""
+    def _find(self, key: str, kind: str) -> Job | None:
+        """The queued or running job with this key and kind (with the lock held)."""
         for job in self._comparisons + self._running + list(self._waiting):
             if job.key == key and job.kind == kind and job.active and not job.stop_event.is_set():
-                if owner:
-                    for joined in (job, *getattr(job, "parts", ())):
-                        joined.owners = joined.owners | {owner}
                 return job
         return None
+
+    def _join(self, key: str, kind: str, owner: str | None) -> Job | None:
+        """The queued or running job with this key and kind, now also `owner`'s (with the lock held)."""
+        job = self._find(key, kind)
+        if job is not None and owner:
+            for joined in (job, *getattr(job, "parts", ())):
+                joined.owners = joined.owners | {owner}
+            self._waiting.changed()
+        return job
 
     def _release(self, job: Job, owner: str | None) -> None:
         """`owner` lets go of `job` (None: everyone does). The last owner to let go stops it:
@@ -246,8 +252,8 @@ class JobQueue:
             if owner is not None and job.owners - {owner}:
                 job.owners = job.owners - {owner}
                 if self._waiting.line_of(job) == owner:  # it waits on in the line of one who still wants it
-                    self._waiting.remove(job)
-                    self._waiting.add(min(job.owners), job)
+                    self._waiting.move(job, min(job.owners))
+                self._waiting.changed()
                 return
             job.stop_event.set()
             if not self._waiting.remove(job):
@@ -347,11 +353,8 @@ class JobQueue:
             job._finish(FAILED, error=value)
 
 
-def _from_store(store: RunStore, key: str, owner: str | None, kind: str) -> Job | None:
-    """A finished job for the stored comparison with this key (now also `owner`'s), or None."""
-    stored = store.find(key)
-    if stored is None:
-        return None
+def _stored_job(store: RunStore, stored: int, owner: str | None, kind: str) -> Job:
+    """A finished job for the stored comparison `stored`, now also `owner`'s."""
     if owner and kind != ARM:  # an arm is in a session's history as part of its comparison
         store.add_owner(stored, owner)
     return Job.from_store(store.load(stored), stored, owner, kind)

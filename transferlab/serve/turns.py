@@ -1,19 +1,23 @@
-"""Sessions served in turn: one line of waiting jobs per session, round robin between the lines.
+"""Sessions served in turn: the waiting jobs, taken round robin between the sessions that want them.
 
-A free worker takes a job from the session served longest ago. One session's transfer map of a
+A free worker takes a job for the session served longest ago. One session's transfer map of a
 hundred units therefore delays another session's single Run by one unit per turn, not by the map.
+A job is wanted by every session among its `owners` (a shared arm, joined by several), so it can
+be taken on any of their turns. Jobs of one batch (a comparison's arms: `job.batch_of(owner)`)
+are one turn of that owner's, taken together, so a verdict does not wait a round between its arms.
 
-Within a line, a job that more sessions wait for goes first, and starting it counts as a turn for
-every session that waits for it. Eight students at eight depths share one scratch arm: it trains
-first, and then each one's finetune arm in the order they pressed Run, so the first verdict comes
-after two runs and the last after nine (sixteen if each trained its own scratch).
+Among a session's jobs, the one most sessions wait for goes first, and starting it counts as a turn
+for each of them. Eight students at eight depths share one scratch arm: it trains first, then each
+one's finetune arm in the order they pressed Run, so the first verdict comes after two runs and the
+last after nine (sixteen if each trained its own scratch).
 
     >>> turns = Turns()
     >>> for unit in map_units: turns.add("alice", unit)
     >>> turns.add("bob", run)
     >>> turns.pop() is map_units[0], turns.pop() is run      # then alice's second unit, ...
 
-Jobs need an `owners` set. Not thread-safe: `JobQueue` holds its lock around every call.
+Jobs need an `owners` set and may have `batch_of(owner)`. Not thread-safe: `JobQueue` holds its lock around
+every call, and calls `changed` when it changes a waiting job's owners.
 """
 
 from __future__ import annotations
@@ -26,60 +30,93 @@ __all__ = ["Turns"]
 
 
 class Turns:
-    """The waiting jobs, in one line per owner ("" for none), in the order each was added."""
+    """The waiting jobs, each added by one owner ("" for none), in the order they were added."""
 
     def __init__(self):
-        self.lines: dict[str, list] = {}
-        self._served: dict[str, int] = {}  # owner -> when a worker last took a job it waits for
-        self._since: dict[str, int] = {}  # owner -> when its line last became non-empty
+        self._jobs: list = []
+        self._by: dict[int, str] = {}  # id(job) -> the owner whose line it counts in (`waiting`)
+        self._served: dict[str, int] = {}  # owner -> when a worker last took a job for it
         self._clock = itertools.count()
+        self._order: list | None = None  # `list(self)`, until something changes
 
     def __len__(self) -> int:
-        return sum(map(len, self.lines.values()))
+        return len(self._jobs)
 
     def __iter__(self) -> Iterator[Any]:
         """Every waiting job, in the order `pop` will give them (if nothing changes meanwhile)."""
-        lines = {owner: list(line) for owner, line in self.lines.items()}
-        served, clock = dict(self._served), itertools.count(next(self._clock))
-        while job := self._take(lines, served, clock):
-            yield job
+        if self._order is None:
+            self._order = list(self._take(list(self._jobs), dict(self._served), itertools.count(next(self._clock))))
+        return iter(list(self._order))
+
+    def changed(self) -> None:
+        """The owners of a waiting job changed: the order may have too."""
+        self._order = None
 
     def waiting(self, owner: str | None) -> int:
-        return len(self.lines.get(owner or "", ()))
+        """How many jobs `owner` added are waiting (the queue caps this per session)."""
+        return sum(by == (owner or "") for by in self._by.values())
 
     def add(self, owner: str | None, job) -> None:
-        line = self.lines.setdefault(owner or "", [])
-        if not line:
-            self._since[owner or ""] = next(self._clock)
-        line.append(job)
+        self._jobs.append(job)
+        self._by[id(job)] = owner or ""
+        self.changed()
 
     def line_of(self, job) -> str | None:
-        return next((owner for owner, line in self.lines.items() if job in line), None)
+        """The owner whose line `job` counts in, or None when it does not wait."""
+        return self._by.get(id(job))
+
+    def move(self, job, owner: str) -> None:
+        """Count a waiting job in another owner's line (its adder let go of it)."""
+        self._by[id(job)] = owner
+        self.changed()
 
     def remove(self, job) -> bool:
-        """Take `job` out of its line; False when it was not waiting."""
-        owner = self.line_of(job)
-        if owner is not None:
-            self.lines[owner].remove(job)
-        return owner is not None
+        """Take `job` out; False when it was not waiting."""
+        if id(job) not in self._by:
+            return False
+        self._jobs = [j for j in self._jobs if j is not job]
+        del self._by[id(job)]
+        self.changed()
+        return True
 
     def pop(self):
         """The next job to start (None when none waits); the sessions it serves go to the back."""
-        return self._take(self.lines, self._served, self._clock)
+        job = next(self._take(self._jobs, self._served, self._clock), None)
+        if job is not None:
+            self.remove(job)
+        return job
 
     def ahead(self, job) -> int | None:
         """How many waiting jobs `pop` gives before `job` (None when it does not wait)."""
         return next((i for i, waiting in enumerate(self) if waiting is job), None)
 
-    def _take(self, lines: dict[str, list], served: dict[str, int], clock) -> Any:
-        waiting = [owner for owner, line in lines.items() if line]
-        if not waiting:
-            return None
-        owner = min(waiting, key=lambda o: (served.get(o, -1), self._since[o]))
-        line = lines[owner]
-        job = max(line, key=lambda j: len(j.owners))  # the most shared; the oldest of those
-        line.remove(job)
-        turn = next(clock)
-        for o in {owner, *job.owners}:
-            served[o or ""] = turn
-        return job
+    def _take(self, jobs: list, served: dict[str, int], clock) -> Iterator[Any]:
+        """Yield `jobs` in the order workers take them, marking `served` as it goes."""
+        wants: dict[str, list[int]] = {}  # owner -> indices of the jobs it waits for, oldest first
+        for i, job in enumerate(jobs):
+            for owner in {self._by[id(job)], *job.owners}:
+                wants.setdefault(owner, []).append(i)
+        left = {owner: len(indices) for owner, indices in wants.items()}
+        head = dict.fromkeys(wants, 0)
+        taken: set[int] = set()
+
+        def oldest(owner: str) -> int:  # the oldest job `owner` still waits for
+            while wants[owner][head[owner]] in taken:
+                head[owner] += 1
+            return wants[owner][head[owner]]
+
+        while len(taken) < len(jobs):
+            owner = min((o for o in left if left[o]), key=lambda o: (served.get(o, -1), oldest(o), o))
+            mine = [i for i in wants[owner] if i not in taken]
+            i = max(mine, key=lambda i: (len(jobs[i].owners), -i))  # the most shared; the oldest of those
+            job, turn = jobs[i], next(clock)
+            taken.add(i)
+            for o in {self._by[id(job)], *job.owners}:
+                served[o], left[o] = turn, left[o] - 1
+                if any(_batch(jobs[j], o) == _batch(job, o) for j in wants[o] if j not in taken):
+                    served[o] = -2  # the rest of o's batch is this turn's too: it goes next, before anyone
+            yield job
+
+
+def _batch(job, owner: str):
+    return job.batch_of(owner) if hasattr(job, "batch_of") else id(job)
