@@ -135,7 +135,7 @@ def source_ui(given: dict, ignored: list[str], sid: str) -> dict:
     root = None
     if dataset != UPLOAD:
         st.caption(describe_dataset(dataset))
-        delete_ui(dataset)
+        delete_ui(dataset, forget=lambda: dataset_facts.clear(dataset, None, dataset_version(dataset, None)))
     if dataset == "image_folder":
         where = f"a folder inside {typed_folders()} on the server" if shared_server() else "a folder on this computer"
         root = st.text_input(

@@ -91,9 +91,9 @@ def longer_run_ui(job: Job) -> None:
     )
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def exported(path: str, version: float, suffix: str) -> bytes:
-    """The kept checkpoint at `path` as an ONNX or TorchScript file's bytes (once per server)."""
+def exported(path: Path, suffix: str) -> bytes:
+    """The kept checkpoint at `path` as an ONNX or TorchScript file's bytes, made when the download
+    is clicked: no session keeps a copy."""
     with tempfile.TemporaryDirectory() as folder:
         return load_model(path).export(Path(folder) / f"model{suffix}").read_bytes()
 
@@ -113,15 +113,13 @@ def take_away_ui(job: Job) -> None:
     )
     c = job.config
     stem = f"{dataset_label(c.dataset).split(' ')[0]}-{c.backbone}-k{c.freeze_depth}"
-    for col, (kind, suffix) in zip(st.columns(2), [("ONNX", ".onnx"), ("TorchScript", ".torchscript")]):
-        key = f"export-{job.outcome.key}{suffix}"
-        if key not in st.session_state and col.button(f"Prepare the {kind} file", key=f"prepare-{key}"):
-            with st.spinner(f"Exporting to {kind}..."):
-                st.session_state[key] = exported(str(path), path.stat().st_mtime, suffix)
-        if key in st.session_state:
-            col.download_button(
-                f"Download {stem}{suffix}", st.session_state[key], file_name=f"{stem}{suffix}", key=f"download-{key}"
-            )
+    for col, suffix in zip(st.columns(2), (".onnx", ".torchscript")):
+        col.download_button(
+            f"Download {stem}{suffix}",
+            lambda suffix=suffix: exported(path, suffix),
+            file_name=f"{stem}{suffix}",
+            key=f"download-export-{job.outcome.key}{suffix}",
+        )
 
 
 def details_ui(job: Job) -> None:
@@ -191,8 +189,8 @@ def history_ui(store: RunStore, sid: str) -> None:
             "gap (points)": st.column_config.NumberColumn(format="%+.1f"),
         },
     )
-    st.download_button(
-        "Download as CSV", runs_csv(store, sid), file_name="transferlab_runs.csv", mime="text/csv", key="csv"
+    st.download_button(  # the CSV is built when clicked, not on every rerun
+        "Download as CSV", lambda: runs_csv(store, sid), file_name="transferlab_runs.csv", mime="text/csv", key="csv"
     )
     labels = {  # oldest first, as the runs were made
         f"#{r.id} k={r.freeze_depth} n={'all' if pd.isna(r.per_class) else int(r.per_class)}": r.id

@@ -1,10 +1,11 @@
 """The transfer map view (`?view=map`): pick a grid, press Run, and watch the map fill cell by cell.
 
-Each unit of the grid (one arm at one setting, `transferlab.studies.grid`) is a comparison in the
-job queue: the worker processes train it, the run store keeps it, units already in the store appear
-at once, and sessions asking for the same unit share one run. The page only draws: the map of
-fine-tune minus scratch (or either arm's accuracy) with the spread over seeds, the data-efficiency
-curve at one depth with a raw-pixel baseline, and the curves of any finished cell.
+Each unit of the grid (one arm at one setting, `transferlab.studies.grid`) is a "map unit" in the
+job queue, and so is each size's cheap baseline (raw pixels, or TF-IDF for text): the worker
+processes train them, the run store keeps them, units already in the store appear at once, and
+sessions asking for the same unit share one run. The page only draws: the map of fine-tune minus
+scratch (or either arm's accuracy) with the spread over seeds, the data-efficiency curve at one
+depth with the baseline, and the curves of any finished cell.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import streamlit as st
 
 from dashboard.controls import SIZES, STEPS, show_test_entries
 from dashboard.uploads import dataset_label, own_datasets
-from transferlab import ExperimentConfig, compare, get_spec, list_backbones, list_datasets, plots
+from transferlab import ExperimentConfig, dataset_modality, get_spec, list_backbones, list_datasets, plots
 from transferlab.serve import DEFAULT_STEPS, DONE, FAILED, MAP_UNIT, Grid, Job, JobQueue, QueueFull, map_table
 
 MAX_UNITS = 120  # one session's map: on a 2-core CPU about as long as a lesson
@@ -29,10 +30,15 @@ SHOW = {
 }
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def pixels(config: ExperimentConfig) -> float:
-    """The cheap baseline at one size and seed: logistic regression on the raw pixels (a second or two)."""
-    return compare(config, ["pixels"]).accuracy("pixels")
+def baselines(grid: Grid) -> dict[tuple, tuple[str, ExperimentConfig]]:
+    """The cheap baseline's unit at each (size, seed): logistic regression on the raw pixels (or on
+    TF-IDF word counts for text), the same run at every depth."""
+    arm = "tfidf" if dataset_modality(grid.base.dataset) == "text" else "pixels"
+    return {
+        (n, s): (arm, replace(grid.base, per_class=n, seed=s, freeze_depth=0))
+        for n in grid.per_class
+        for s in grid.seed
+    }
 
 
 def grid_ui(sid: str) -> Grid:
@@ -89,7 +95,11 @@ def page(queue: JobQueue, sid: str) -> None:
     if run.button("Run", type="primary", disabled=too_many or not grid.per_class, key="map_run"):
         queue.cancel(sid, MAP_UNIT)  # a new grid replaces the old one: its units still waiting go
         try:
-            state.map = (grid, {u.key: queue.submit(u.config, (u.arm,), sid, MAP_UNIT) for u in units})
+            jobs = {u.key: queue.submit(u.config, (u.arm,), sid, MAP_UNIT) for u in units}
+            cheap = {
+                cell: queue.submit(config, (arm,), sid, MAP_UNIT) for cell, (arm, config) in baselines(grid).items()
+            }
+            state.map = (grid, jobs, cheap)
         except QueueFull as error:
             queue.cancel(sid, MAP_UNIT)
             st.error(str(error))
@@ -99,7 +109,7 @@ def page(queue: JobQueue, sid: str) -> None:
         st.fragment(run_every=REFRESH_SECONDS)(map_ui)(queue, sid, *state.map)
 
 
-def map_ui(queue: JobQueue, sid: str, grid: Grid, jobs: dict[str, Job]) -> None:
+def map_ui(queue: JobQueue, sid: str, grid: Grid, jobs: dict[str, Job], cheap: dict[tuple, Job]) -> None:
     """The map so far: progress, the heatmap, the data-efficiency curve, a cell's curves."""
     queue.touch(sid)  # the page is open: its units stay in the queue
     done = {key: job for key, job in jobs.items() if job.status == DONE and job.outcome is not None}
@@ -119,25 +129,20 @@ def map_ui(queue: JobQueue, sid: str, grid: Grid, jobs: dict[str, Job]) -> None:
         cells, value="gap" if show == "gap" else "test_accuracy", title=f"Transfer map: {SHOW[show]}"
     )
     st.plotly_chart(fig, theme=None, key="map-heatmap")
-    efficiency_ui(grid, table)
+    efficiency_ui(grid, table, cheap)
     cell_curves_ui(grid, table, done)
 
 
-def efficiency_ui(grid: Grid, table: pd.DataFrame) -> None:
-    """Accuracy against images per class (log axis) at one depth, with the raw-pixel baseline."""
+def efficiency_ui(grid: Grid, table: pd.DataFrame, cheap: dict[tuple, Job]) -> None:
+    """Accuracy against images per class (log axis) at one depth, with the cheap baseline."""
     depth = st.select_slider("Data-efficiency curve at freeze depth k", list(grid.freeze_depth), key="map_curve_k")
     rows = table[(table.freeze_depth == depth) & table.test_accuracy.notna()]
     if rows.empty:
         return
-    sizes_seeds = rows[["per_class", "seed"]].drop_duplicates().itertuples(index=False)
     baseline = [
-        {
-            "per_class": n,
-            "seed": s,
-            "arm": "pixels",
-            "test_accuracy": pixels(replace(grid.base, per_class=n, seed=s, freeze_depth=0)),
-        }
-        for n, s in sizes_seeds
+        {"per_class": n, "seed": s, "arm": job.arms[0], "test_accuracy": job.outcome.accuracy(job.arms[0])}
+        for (n, s), job in cheap.items()
+        if job.status == DONE and job.outcome is not None
     ]
     curve = pd.concat([rows, pd.DataFrame(baseline)], ignore_index=True)
     fig = plots.accuracy_against(

@@ -7,6 +7,8 @@ session's uploads are its own (`OWNER/NAME`): no other session lists them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 import torch
 
@@ -122,15 +124,16 @@ def report_ui(dataset: str) -> None:
             st.dataframe({"file": [f for f, _ in report.skipped], "why": [w for _, w in report.skipped]})
 
 
-def delete_ui(dataset: str) -> None:
-    """A button that deletes the selected dataset when it is this session's own upload (sidebar)."""
+def delete_ui(dataset: str, forget: Callable[[], None]) -> None:
+    """A button that deletes the selected dataset when it is this session's own upload (sidebar);
+    `forget` drops what the server cached about it, and nothing else."""
     if "/" not in dataset:
         return
 
     def delete() -> None:
+        forget()
         delete_imported(dataset)
         st.session_state.dataset = UPLOAD
         st.session_state.pop("import_report", None)
-        st.cache_data.clear()
 
     st.button("Delete this dataset", key="delete_dataset", on_click=delete)

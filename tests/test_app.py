@@ -86,10 +86,14 @@ def chart(at: AppTest, key: str) -> dict:
     raise AssertionError(f"no chart {key!r}; charts: {[e.key for e in at.get('plotly_chart')]}")
 
 
-def points(values) -> int:
-    if isinstance(values, dict):  # Plotly's typed-array encoding: {"dtype": "f8", "bdata": base64}
-        return len(base64.b64decode(values["bdata"])) // np.dtype(values["dtype"]).itemsize
-    return len(values)
+def values(encoded) -> list:
+    if isinstance(encoded, dict):  # Plotly's typed-array encoding: {"dtype": "f8", "bdata": base64}
+        return np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=encoded["dtype"]).tolist()
+    return list(encoded)
+
+
+def points(encoded) -> int:
+    return len(values(encoded))
 
 
 def text(at: AppTest) -> str:
@@ -483,8 +487,11 @@ def test_the_transfer_map_fills_from_the_queue_and_the_store():
     at.select_slider(key="map_steps").set_value(15).run()
     assert "8 cells, 12 runs of 15 steps each." in "\n".join(c.value for c in at.caption)  # scratch, probe once a size
     at.button(key="map_run").click().run()
-    grid, jobs = at.session_state["map"]
-    assert len(jobs) == 12 and all(job.wait(120) for job in jobs.values())
+    grid, jobs, cheap = at.session_state["map"]
+    # The raw-pixel baselines are map units too, trained by the workers, not by the page server.
+    assert sorted(cheap) == [(2, 0), (5, 0)] and {job.arms for job in cheap.values()} == {("pixels",)}
+    assert {job.kind for job in [*jobs.values(), *cheap.values()]} == {"map unit"}
+    assert len(jobs) == 12 and all(job.wait(120) for job in [*jobs.values(), *cheap.values()])
     at.run()
     assert not at.exception
     heatmap = chart(at, "map-heatmap")["data"][0]
@@ -492,6 +499,8 @@ def test_the_transfer_map_fills_from_the_queue_and_the_store():
     assert all(text for row in heatmap["text"] for text in row), "every cell filled"
     efficiency = chart(at, "map-efficiency")
     assert {trace["name"] for trace in efficiency["data"]} == {"finetune", "scratch", "probe", "pixels"}
+    pixels = next(trace for trace in efficiency["data"] if trace["name"] == "pixels")
+    assert sorted(values(pixels["y"])) == sorted(job.outcome.accuracy("pixels") for job in cheap.values())
     assert chart(at, "map-cell-curves")["data"]
 
     again = open_page(view="map")  # another session, the same grid: every unit comes from the store
