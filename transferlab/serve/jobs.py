@@ -38,6 +38,7 @@ from ..training.config import ARMS, ExperimentConfig, unit_config
 from ..training.outcome import Outcome, comparison_key
 from ..training.store import RunStore
 from .job import ARM, COMPARISON, DONE, FAILED, KINDS, MAP_UNIT, QUEUED, RUNNING, STOPPED, ComparisonJob, Job
+from .ray_workers import RayWorker, ray_workers
 from .turns import Turns
 from .worker import WorkerProcess, gpu_count
 
@@ -68,6 +69,9 @@ class JobQueue:
         stop_grace: seconds a worker gets to answer a stop before it is killed and replaced.
         max_waiting: jobs one session may have waiting (joining another's job is free).
         abandon_after: seconds after a map page's last `touch` when its waiting units are cancelled.
+        ray: a Ray cluster's address (`$TRANSFERLAB_RAY_ADDRESS`; "local" starts an instance here):
+            the workers are Ray actors there (`transferlab.serve.ray_workers`), by default one per
+            GPU of the cluster. None: local worker processes.
     """
 
     def __init__(
@@ -80,19 +84,22 @@ class JobQueue:
         stop_grace: float = 10.0,
         max_waiting: int = MAX_WAITING,
         abandon_after: float = ABANDON_AFTER,
+        ray: str | None = None,
     ):
-        self.workers = workers or int(os.environ.get("TRANSFERLAB_WORKERS", 0)) or gpu_count() or 1
+        self.ray = ray or os.environ.get("TRANSFERLAB_RAY_ADDRESS") or None
+        given = workers or int(os.environ.get("TRANSFERLAB_WORKERS", 0))
+        self.workers = given or (ray_workers(self.ray) if self.ray else gpu_count() or 1)
         self.store, self.max_work, self.runner, self.warm = store, max_work, runner, warm
         self.stop_grace, self.max_waiting, self.abandon_after = stop_grace, max_waiting, abandon_after
         # CPU workers split the cores: two workers that each take every core only slow each other down.
-        self.threads = None if gpu_count() else max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = None if gpu_count() or self.ray else max(1, (os.cpu_count() or 1) // self.workers)
         self._waiting = Turns()
         self._comparisons: list[ComparisonJob] = []  # unfinished, in submission order
         self._seen: dict[str, float] = {}  # owner -> last `touch` (monotonic seconds)
         self._running: list[Job] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._procs: dict[int, WorkerProcess] = {}
+        self._procs: dict[int, WorkerProcess | RayWorker] = {}
         self._threads = [
             threading.Thread(target=self._serve, args=(slot,), name=f"transferlab-jobs-{slot}", daemon=True)
             for slot in range(self.workers)
@@ -196,7 +203,7 @@ class JobQueue:
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (for measuring them)."""
-        return [worker.process.pid for worker in self._procs.values() if worker.alive]
+        return [w.process.pid for w in self._procs.values() if isinstance(w, WorkerProcess) and w.alive]
 
     def shutdown(self, timeout: float | None = 10) -> None:
         """Stop every job (waiting and running) and end the workers."""
@@ -314,10 +321,14 @@ class JobQueue:
             self._running.append(job)
             return job
 
-    def _worker(self, slot: int) -> WorkerProcess:
+    def _worker(self, slot: int) -> WorkerProcess | RayWorker:
         worker = self._procs.get(slot)
         if worker is None or not worker.alive:
-            worker = self._procs[slot] = WorkerProcess(self.runner, self.warm, slot, self.threads)
+            if self.ray:
+                worker = RayWorker(self.runner, self.warm, self.ray)
+            else:
+                worker = WorkerProcess(self.runner, self.warm, slot, self.threads)
+            self._procs[slot] = worker
         return worker
 
     def _serve(self, slot: int) -> None:
@@ -333,7 +344,7 @@ class JobQueue:
                 with self._cond:
                     self._running.remove(job)
 
-    def _run(self, job: Job, worker: WorkerProcess, slot: int) -> None:
+    def _run(self, job: Job, worker: WorkerProcess | RayWorker, slot: int) -> None:
         if job.stop_event.is_set():  # stopped while being handed over
             job._finish(STOPPED)
             return
@@ -348,7 +359,8 @@ class JobQueue:
             log.warning("worker %s did not stop job %s within %s s: replaced", slot, job.id, self.stop_grace)
             job._finish(STOPPED)
         elif kind == "died":
-            job._finish(FAILED, error=f"the training process died (exit code {value}; out of memory?). Try again.")
+            why = f"exit code {value}" if value is not None else "its Ray actor was lost"
+            job._finish(FAILED, error=f"the training process died ({why}; out of memory?). Try again.")
         else:
             job._finish(FAILED, error=value)
 

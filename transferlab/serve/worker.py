@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 
@@ -38,7 +39,7 @@ PROGRESS_EVERY = 0.2  # seconds between progress messages: a bar that moves, not
 log = logging.getLogger("transferlab.serve.worker")
 
 
-def _sink(conn: Connection, job_id: int):
+def _sink(send: Callable[[tuple], None], job_id: int):
     from ..device import device_name
     from ..training.callbacks import Callback
 
@@ -49,21 +50,21 @@ def _sink(conn: Connection, job_id: int):
             self.last = 0.0
 
         def on_run_start(self, run) -> None:
-            conn.send(("start", job_id, run.arm.name, run.plan.steps, device_name(run.device)))
+            send(("start", job_id, run.arm.name, run.plan.steps, device_name(run.device)))
 
         def on_batch_end(self, run) -> None:
             now = time.monotonic()
             if now - self.last >= PROGRESS_EVERY or run.step == run.plan.steps:
                 self.last = now
-                conn.send(("progress", job_id, run.arm.name, run.step, run.images_seen))
+                send(("progress", job_id, run.arm.name, run.step, run.images_seen))
 
         def on_record(self, run, record) -> None:
-            conn.send(("record", job_id, record))
+            send(("record", job_id, record))
             if record.split == "val" and record.step == run.plan.steps:
-                conn.send(("phase", job_id, "final test on the whole test split"))
+                send(("phase", job_id, "final test on the whole test split"))
 
         def on_run_end(self, run) -> None:
-            conn.send(("end", job_id, run.arm.name, run.step))
+            send(("end", job_id, run.arm.name, run.step))
 
     return Sink()
 
@@ -122,29 +123,34 @@ def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = N
             os._exit(0)  # the server is gone: so is the reason to train
 
     threading.Thread(target=listen, name="transferlab-worker-listen", daemon=True).start()
-    from ..errors import TransferlabError
-    from ..training.outcome import Outcome, comparison_key
-
     runner = _runner(runner_spec)
     _warm(warm)
     while True:
         _, job_id, config, arms, max_work, keep = jobs.get()
-        stop = stops[job_id]
-        started = time.perf_counter()
-        try:
-            conn.send(("phase", job_id, "loading data and models"))
-            result = runner(config, arms, callbacks=[_sink(conn, job_id)], stop=stop, max_work=max_work)
-            message = ("done", job_id, Outcome.of(result, elapsed=time.perf_counter() - started))
-            if keep and (warning := _keep(result, comparison_key(config, tuple(arms)))):
-                conn.send(("warning", job_id, warning))
-        except TransferlabError as error:  # bad settings, missing data, a diverged loss: the message says what to do
-            message = ("failed", job_id, str(error))
-        except Exception as error:  # a bug, or out of memory: say what, keep serving
-            log.exception("job %s failed", job_id)
-            message = ("failed", job_id, f"{type(error).__name__}: {error}")
-        result = None  # the networks and data go before the next job
+        message = run_job(conn.send, runner, job_id, config, arms, max_work, keep, stops[job_id])
         stops.pop(job_id, None)
         conn.send(message)
+
+
+def run_job(send, runner, job_id: int, config, arms, max_work, keep: bool, stop: threading.Event) -> tuple:
+    """Train one job, sending its messages through `send`; returns the last: ("done", job_id,
+    Outcome) or ("failed", job_id, message). The worker processes and the Ray actors both run it."""
+    from ..errors import TransferlabError
+    from ..training.outcome import Outcome, comparison_key
+
+    started = time.perf_counter()
+    try:
+        send(("phase", job_id, "loading data and models"))
+        result = runner(config, arms, callbacks=[_sink(send, job_id)], stop=stop, max_work=max_work)
+        message = ("done", job_id, Outcome.of(result, elapsed=time.perf_counter() - started))
+        if keep and (warning := _keep(result, comparison_key(config, tuple(arms)))):
+            send(("warning", job_id, warning))
+        return message
+    except TransferlabError as error:  # bad settings, missing data, a diverged loss: the message says what to do
+        return ("failed", job_id, str(error))
+    except Exception as error:  # a bug, or out of memory: say what, keep serving
+        log.exception("job %s failed", job_id)
+        return ("failed", job_id, f"{type(error).__name__}: {error}")
 
 
 class WorkerProcess:

@@ -1,0 +1,165 @@
+"""Workers on a Ray cluster: the job queue's workers as Ray actors, one per GPU (or per N cores).
+
+    TRANSFERLAB_RAY_ADDRESS=ray://head:10001 make app     # the dashboard's queue on a cluster
+    TRANSFERLAB_RAY_ADDRESS=local make app                # a Ray instance on this machine
+
+A `RayWorker` is what `JobQueue` holds in place of a `WorkerProcess`, with the same `train`: it
+hands the job to its actor, relays the records the actor buffers (fetched every `POLL_SECONDS`)
+to the `Job` while it trains, passes a Stop on, and reports an actor that died ("died") or did not
+answer a stop in time ("deaf": it is killed), so that the queue starts another. The actor runs
+the worker processes' own code (`worker.run_job`) and keeps its feature cache between jobs.
+
+Every machine of the cluster needs transferlab installed (`pip install -e .` from a clone); on a
+local instance the actors import it from this checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from ..errors import ConfigError
+from .worker import POLL_SECONDS, _runner, _warm, run_job
+
+__all__ = ["RayWorker", "ray_workers"]
+
+CPUS_PER_WORKER = 2  # an actor without a GPU takes this many cores ($TRANSFERLAB_RAY_CPUS)
+
+
+class Trainer:
+    """The actor: trains one job at a time, buffering its messages for the server to fetch."""
+
+    def __init__(self, runner: str | None, warm: str | None):
+        self.runner = _runner(runner)
+        self.messages: list[tuple] = []
+        self.lock = threading.Lock()
+        self.stops: dict[int, threading.Event] = {}
+        _warm(warm)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def train(self, job_id: int, config, arms, max_work, keep: bool) -> tuple:
+        stop = self.stops.setdefault(job_id, threading.Event())
+        try:
+            return run_job(self._send, self.runner, job_id, config, arms, max_work, keep, stop)
+        finally:
+            self.stops.pop(job_id, None)
+
+    def fetch(self) -> list[tuple]:
+        with self.lock:
+            messages, self.messages = self.messages, []
+        return messages
+
+    def stop(self, job_id: int) -> None:
+        self.stops.setdefault(job_id, threading.Event()).set()
+
+    def _send(self, message: tuple) -> None:
+        with self.lock:
+            self.messages.append(message)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("workers on Ray need Ray: pip install 'ray==2.60.0'") from None
+    return ray
+
+
+_connecting = threading.Lock()
+
+
+def connect(address: str) -> None:
+    """Join the cluster at `address` ("local": start an instance on this machine), once."""
+    ray = _ray()
+    with _connecting:  # the queue's coordinator threads start their actors at once
+        if ray.is_initialized():
+            return
+        from .._paths import PROJECT_ROOT
+
+        local = address == "local"
+        env = {"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}} if local else None
+        # A local instance's processes die with the thread that started them (Linux's parent-death
+        # signal), and a page's script thread ends after every rerun: start it from a thread that stays.
+        ready: list = []
+
+        def start() -> None:
+            try:
+                ray.init(address=None if local else address, runtime_env=env, include_dashboard=False)
+                ready.append(None)
+            except Exception as error:
+                ready.append(error)
+            threading.Event().wait()
+
+        threading.Thread(target=start, name="transferlab-ray", daemon=True).start()
+        while not ready:
+            time.sleep(0.05)
+        if isinstance(ready[0], Exception):
+            raise ready[0]
+
+
+def ray_workers(address: str) -> int:
+    """How many workers the cluster at `address` holds: one per GPU, else one per
+    `$TRANSFERLAB_RAY_CPUS` cores."""
+    connect(address)
+    resources = _ray().cluster_resources()
+    if resources.get("GPU"):
+        return int(resources["GPU"])
+    return max(1, int(resources.get("CPU", 1)) // int(os.environ.get("TRANSFERLAB_RAY_CPUS", CPUS_PER_WORKER)))
+
+
+class RayWorker:
+    """The server's end of one actor; the same interface as `WorkerProcess`."""
+
+    def __init__(self, runner: str | None, warm: str | None, address: str):
+        connect(address)
+        ray = _ray()
+        if ray.cluster_resources().get("GPU"):
+            options = {"num_gpus": 1}
+        else:
+            options = {"num_cpus": int(os.environ.get("TRANSFERLAB_RAY_CPUS", CPUS_PER_WORKER))}
+        # Threads: `fetch` and `stop` are answered while `train` runs.
+        self.actor = ray.remote(Trainer).options(max_concurrency=4, **options).remote(runner, warm)
+        self._alive = True
+
+    @property
+    def alive(self) -> bool:
+        """Whether the actor answers (asked before each job: an idle actor's machine may have gone)."""
+        if self._alive:
+            ray = _ray()
+            try:
+                ray.get(self.actor.pid.remote(), timeout=30)
+            except ray.exceptions.RayActorError:
+                self._alive = False
+            except ray.exceptions.GetTimeoutError:
+                pass  # busy starting (importing torch, loading the warm dataset): alive
+        return self._alive
+
+    def kill(self) -> None:
+        self._alive = False
+        _ray().kill(self.actor)
+
+    def train(self, job, max_work: int | None, stop_grace: float, keep: bool = True) -> tuple[str, object]:
+        """As `WorkerProcess.train`: ("done", outcome), ("failed", message), ("died", None) or ("deaf", None)."""
+        ray = _ray()
+        result = self.actor.train.remote(job.id, job.config, job.arms, max_work, keep)
+        stop_sent = None
+        try:
+            while True:
+                finished, _ = ray.wait([result], timeout=POLL_SECONDS)
+                for message in ray.get(self.actor.fetch.remote()):
+                    job._handle(message)
+                if finished:
+                    kind, _, value = ray.get(result)
+                    return kind, value
+                if job.stop_event.is_set() and stop_sent is None:
+                    self.actor.stop.remote(job.id)
+                    stop_sent = time.monotonic()
+                elif stop_sent is not None and time.monotonic() - stop_sent > stop_grace:
+                    self.kill()
+                    return "deaf", None
+        except ray.exceptions.RayActorError:
+            self._alive = False
+            return "died", None
