@@ -64,12 +64,25 @@ def status_ui(job: Job) -> None:
     )
 
 
+def arms_shared(job: Job) -> str:
+    """Which of a comparison's arms come from elsewhere: the run store, or a run others wait for too."""
+    notes = []
+    for part in getattr(job, "parts", ()):
+        if part.reused:
+            notes.append(f"{part.arms[0]} comes from the run store")
+        elif others := len(part.owners - job.owners):
+            notes.append(f"{part.arms[0]} trains once for this and {others} other session(s)")
+    return ("Shared: " + "; ".join(notes) + ".") if notes else ""
+
+
 def live_ui(job: Job) -> None:
     """A job in the queue or training: redrawn every second or so while it trains; while it waits,
     only checked every few seconds, and the page redrawn when its place in the queue changes."""
     st.markdown(f"#### {run_title(job)}")
     if len(job.owners) > 1:
         st.caption(f"{len(job.owners) - 1} other session(s) asked for the same comparison: it trains once for all.")
+    if shared := arms_shared(job):
+        st.caption(shared)
     if job.status == QUEUED:
         info_col, stop_col = st.columns([9, 1], vertical_alignment="bottom")
         with info_col:

@@ -284,6 +284,12 @@ def test_a_job_waits_in_the_shared_queue_shows_its_place_and_can_be_stopped(app,
         # Ahead of it: the other's two arms, one training, one next (a comparison's arms are one turn).
         assert mine.status == "queued" and mine.position == 2
         assert any("2 runs ahead of yours" in i.value for i in app.info)
+        # A classmate asks for the same settings at another depth: the scratch arm is one run for both.
+        classmate = queue.submit(replace(mine.config, freeze_depth=3 - mine.config.freeze_depth), owner="classmate")
+        assert classmate.parts[1] is mine.parts[1] and classmate.parts[0] is not mine.parts[0]
+        app.run()
+        assert "Shared: scratch trains once for this and 1 other session(s)." in app.caption.values
+        classmate.stop("classmate")
         # ...which this session never sees: its history has only its own runs.
         assert other not in server_queue().jobs(app.session_state["sid"])
         app.button(key=f"stop-{mine.id}").click().run()
