@@ -137,6 +137,11 @@ def page(server, chromium):
         browser.close()
 
 
+def page_stop(page):
+    """The page's own Stop button (while a script runs, Streamlit's header has one too)."""
+    return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop", exact=True)
+
+
 def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     from playwright.sync_api import expect
 
@@ -167,7 +172,7 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
             both_arms = time.monotonic() - started
             # Mid-run: the progress bar, the device and its throughput, and the Stop button.
             expect(page.get_by_text("Throughput")).to_be_visible()
-            expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+            expect(page_stop(page)).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "browser_live.png"))
         if page.get_by_text("Test accuracy: ").count():
             break
@@ -299,7 +304,7 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         started = time.monotonic()
         for page in pages:  # as fast as a room of hands, each press seen by the server before the next
             page.get_by_role("button", name="Run", exact=True).click()
-            expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+            expect(page_stop(page)).to_be_visible()
         pressed = time.monotonic() - started
         verdicts: dict[int, float] = {}
         deadline = started + RUN_S * 2
@@ -321,7 +326,7 @@ def test_eight_sessions_pressing_run_at_once_each_get_their_own_verdict_in_queue
         map_done = map_finished(mapper)
         assert map_done <= 3, f"the map finished {map_done} units before the last verdict"
         # Its Stop takes its units out of the queue; the board's queue empties.
-        mapper.get_by_role("button", name="Stop", exact=True).click()
+        page_stop(mapper).click()
         expect(board.get_by_text("Queue: 0 job(s)")).to_be_visible(timeout=60_000)
         # The board shows them all, each on the transfer map.
         expect(board.get_by_text("Verdicts", exact=True)).to_be_visible()
