@@ -9,7 +9,6 @@ live in `st.cache_resource`, one for this whole module, with the store in a temp
 import base64
 import json
 import re
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.waiting import wait_until
 from transferlab import backbone_status, list_backbones
 from transferlab.serve.jobs import DONE, RUNNING, STOPPED
 
@@ -368,13 +368,6 @@ def server_queue():
     from dashboard.server import job_queue
 
     return job_queue()
-
-
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
 
 
 def test_an_arm_still_improving_is_offered_a_longer_run(app, monkeypatch):

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.waiting import wait_until
 from transferlab import compare
 from transferlab.errors import ConfigError
 from transferlab.serve.export import kept_model
@@ -20,13 +21,6 @@ from transferlab.serve.jobs import COMPARISON, DONE, MAP_UNIT, QUEUED, RUNNING, 
 from transferlab.serve.turns import Turns
 from transferlab.training.outcome import Outcome
 from transferlab.training.store import RunStore
-
-
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
 
 
 def long(tiny, seed):

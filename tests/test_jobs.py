@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests import verdicts
+from tests.waiting import wait_until
 from transferlab.serve.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobQueue
 from transferlab.training.store import RunStore
 
@@ -19,13 +20,6 @@ def queue():
     q = JobQueue(workers=1)
     yield q
     q.shutdown()
-
-
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
 
 
 def long(tiny, seed=0):

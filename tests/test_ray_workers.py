@@ -1,20 +1,13 @@
 """The job queue's workers as Ray actors, on a local Ray instance: the worker's own code, the tiny backbone."""
 
-import time
 from dataclasses import replace
 
 import pytest
 
+from tests.waiting import wait_until
 from transferlab.serve.jobs import DONE, FAILED, RUNNING, STOPPED, JobQueue
 
 ray = pytest.importorskip("ray")
-
-
-def wait_until(condition, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 def test_the_dashboard_runs_a_comparison_on_ray_actors(monkeypatch, tmp_path):
@@ -54,7 +47,7 @@ def test_two_sessions_train_on_two_actors_with_live_records_and_stop(queue, tiny
     alice = queue.submit(replace(tiny, epochs=3000, seed=300), ("finetune",), owner="alice")
     bob = queue.submit(replace(tiny, epochs=3000, seed=301), ("scratch",), owner="bob")
     # Both train at once, one actor each, and their records reach the page while they train.
-    wait_until(lambda: len(alice.records()) > 1 and len(bob.records()) > 1)
+    wait_until(lambda: len(alice.records()) > 1 and len(bob.records()) > 1, timeout=120)
     assert alice.status == bob.status == RUNNING and alice.progress > 0 and bob.progress > 0
     assert {r.arm for r in alice.records()} == {"finetune"} and {r.arm for r in bob.records()} == {"scratch"}
     alice.stop("alice")
@@ -70,7 +63,7 @@ def test_two_sessions_train_on_two_actors_with_live_records_and_stop(queue, tiny
 
 def test_a_lost_actor_fails_its_run_and_is_replaced(queue, tiny):
     job = queue.submit(replace(tiny, epochs=3000, seed=310), ("finetune",), owner="alice")
-    wait_until(lambda: job.status == RUNNING and job.progress > 0)
+    wait_until(lambda: job.status == RUNNING and job.progress > 0, timeout=120)
     lost = [worker for worker in queue._procs.values() if worker.alive]
     for worker in lost:  # the machines under them go away (both, to be sure to hit the one training)
         ray.kill(worker.actor)
