@@ -42,7 +42,7 @@ MAP_SIZES = (1, 5, 10, 50, 100)
 
 
 @dataclass(eq=False)
-class Arm:
+class SimulatedArm:
     """One unit of work in the simulation: an arm at a setting, wanted by `owners`."""
 
     key: str
@@ -109,11 +109,11 @@ def simulate(
     pressed = sorted(rng.uniform(0, press_within) for _ in range(sessions))
     turns, units, wanted, asked = Turns(), {}, {}, 0
 
-    def want(owner: str, config: ExperimentConfig, arm: str, batch: str) -> Arm:
+    def want(owner: str, config: ExperimentConfig, arm: str, batch: str) -> SimulatedArm:
         unit = unit_config(config, arm)
         key = comparison_key(unit, (arm,), dataset_version="class")
         if key not in units:
-            units[key] = Arm(key, arm, cost(costs, arm, unit.freeze_depth) * unit.steps / base.steps)
+            units[key] = SimulatedArm(key, arm, cost(costs, arm, unit.freeze_depth) * unit.steps / base.steps)
             turns.add(owner, units[key])
         units[key].owners.add(owner)
         units[key].batches[owner] = batch
@@ -149,7 +149,7 @@ def simulate(
                     verdicts[owner] = 0.0
             else:
                 grid = [(k, size, "finetune") for k in DEPTHS for size in MAP_SIZES]
-                grid += [(0, size, arm) for size in MAP_SIZES for arm in ("scratch",)]
+                grid += [(0, size, "scratch") for size in MAP_SIZES]
                 for i, (k, size, arm) in enumerate(grid):
                     want(owner, replace(base, freeze_depth=k, per_class=size), arm, f"{owner}/{i}")
                 asked += len(grid)

@@ -48,7 +48,8 @@ _ids = itertools.count(1)
 
 @dataclass(eq=False)
 class Job:
-    """One comparison waiting for, or on, a worker, or finished. Read it from any thread.
+    """One run (an arm of a comparison, or a map unit) waiting for, or on, a worker, or finished.
+    Read it from any thread.
 
     Attributes:
         config, arms: what to train (as for `compare`; arms by name).

@@ -277,20 +277,19 @@ class JobQueue:
         with self._cond:
             self._comparisons.remove(job)
         parts = [part.outcome for part in job.parts if part.outcome is not None]
-        failed = next((part for part in job.parts if part.status == FAILED), None)
         job.warning = " ".join(part.warning for part in job.parts if part.warning) or None
+        if failed := next((part for part in job.parts if part.status == FAILED), None):
+            job._finish(FAILED, error=failed.error)
+            return
         try:
             outcome = Outcome.merge(job.config, parts) if parts else None
-        except ValueError as error:
-            failed, outcome = job, None
-            job.error = str(error)
-        if failed is not None:
-            job._finish(FAILED, error=failed.error)
-        elif outcome is None or job.stop_event.is_set() or len(parts) < len(job.parts):
+        except ValueError as error:  # arms tested on different splits
+            job._finish(FAILED, error=str(error))
+            return
+        if outcome is None or job.stop_event.is_set() or len(parts) < len(job.parts):
             job._finish(STOPPED, outcome and replace(outcome, stopped=True))
         else:
-            if all(part.reused for part in job.parts):
-                job.reused = True
+            job.reused = all(part.reused for part in job.parts)
             _finish_with(job, outcome, self.store)
 
     def _abandoned(self) -> list[Job]:
