@@ -72,7 +72,7 @@ def dashboard() -> None:
         return
     report_ui(source["dataset"])
     problems, facts = check_sources(**source, sid=sid)
-    num_classes = len(facts["classes"]) if facts else 10
+    num_classes = len(facts.classes) if facts else 10
     experiment, run_area = experiment_ui(source["backbone"], num_classes, defaults, ignored)
     chosen = {"dataset": source["dataset"], "backbone": source["backbone"], "root": source["root"]}
     chosen |= experiment | advanced
@@ -84,8 +84,8 @@ def dashboard() -> None:
         st.warning(f"The address had settings this page cannot use, so it ignored them: {', '.join(ignored)}.")
         state.address_warned = True
     problems += check_config(config, facts, max_work(dev))
-    if facts and facts["skipped"]:
-        skipped = facts["skipped"]
+    if facts and facts.skipped:
+        skipped = facts.skipped
         st.warning(
             f"{len(skipped)} file(s) in the folder could not be read and were left out: "
             + ", ".join(skipped[:10])

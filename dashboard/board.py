@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from transferlab import plots
-from transferlab.serve import DEFAULT_STEPS, Job, JobQueue, RunStore
+from transferlab.serve import DEFAULT_STEPS, EXPORT, Job, JobQueue, RunStore
 
 REFRESH_SECONDS = 4.0  # live enough for a projector; every redraw costs the page server CPU that training needs
 LATEST = 4  # finished comparisons whose curves the board overlays
@@ -42,9 +42,10 @@ def queue_ui(jobs: list[Job]) -> None:
         {
             "place": job.position,
             "status": job.status,
-            "backbone": job.config.backbone,
-            "dataset": "(someone's own images)" if "/" in job.config.dataset else job.config.dataset,
-            "settings": setting(job.config),
+            "kind": job.kind,
+            "backbone": job.config.backbone if job.config else "",
+            "dataset": dataset_shown(job),
+            "settings": setting(job.config) if job.config else "",
             "progress": job.progress,
             "sessions": len(job.owners),
         }
@@ -55,6 +56,13 @@ def queue_ui(jobs: list[Job]) -> None:
         hide_index=True,
         column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent")},
     )
+
+
+def dataset_shown(job: Job) -> str:
+    """The dataset a run trains on, but never the name of a session's own images (nor an import's)."""
+    if job.config is None or "/" in job.config.dataset:
+        return "(someone's own images)" if job.kind != EXPORT else ""
+    return job.config.dataset
 
 
 def interval(low: float, high: float) -> str:
@@ -136,7 +144,8 @@ def live_board(queue: JobQueue, store: RunStore) -> None:
         verdicts_ui(runs)
     with right:
         map_ui(runs)
-    curves_ui([job for job in jobs if job.status == "running" and "/" not in job.config.dataset], runs, store)
+    running = [job for job in jobs if job.status == "running" and job.config and "/" not in job.config.dataset]
+    curves_ui(running, runs, store)
 
 
 def page(queue: JobQueue, store: RunStore) -> None:

@@ -15,6 +15,7 @@ from dashboard.server import shared_server, typed_folders
 from dashboard.uploads import UPLOAD, dataset_label, delete_ui, own_datasets, select_pending_upload
 from transferlab import (
     ConfigError,
+    DatasetFacts,
     ExperimentConfig,
     TransferlabError,
     backbone_status,
@@ -26,10 +27,10 @@ from transferlab import (
     get_spec,
     list_backbones,
     list_datasets,
-    load_dataset,
     plan,
     plots,
 )
+from transferlab import dataset_facts as engine_dataset_facts
 from transferlab.serve import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS, describe_dataset, val_count
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
@@ -53,20 +54,12 @@ def freeze_summary(backbone: str, k: int, num_classes: int) -> pd.DataFrame:
     return freeze_to(create_backbone(backbone, num_classes, pretrained=False), k)
 
 
-@st.cache_data(show_spinner="Loading the dataset...")
-def dataset_facts(name: str, root: str | None, version: str) -> dict:
-    """What the menus and checks need to know about a dataset (loading it once per server and
-    version: a re-imported set or an edited folder is read again)."""
-    ds = load_dataset(name, root=root)
-    return {
-        "classes": ds.classes,
-        "class_sizes": torch.bincount(ds.train_labels, minlength=ds.num_classes).tolist(),
-        "smallest_class": int(torch.bincount(ds.train_labels, minlength=ds.num_classes).min()),
-        "skipped": ds.skipped,
-        "smallest_test_class": int(torch.bincount(ds.test_labels, minlength=ds.num_classes).min()),
-        "train": len(ds.train_labels),
-        "test": len(ds.test_labels),
-    }
+@st.cache_data(show_spinner="Reading the dataset...")
+def dataset_facts(name: str, root: str | None, version: str) -> DatasetFacts:
+    """What the menus and checks need to know about a dataset: an imported set's come from its
+    manifest; another is loaded once per server and version (a re-imported set or an edited
+    folder is read again)."""
+    return engine_dataset_facts(name, root)
 
 
 def defaults_for(dev: torch.device) -> dict:
@@ -324,19 +317,19 @@ def check_sources(backbone: str, dataset: str, root: str | None, sid: str) -> tu
         return problems, None
 
 
-def check_config(config: ExperimentConfig, facts: dict | None, cap: int) -> list[str]:
+def check_config(config: ExperimentConfig, facts: DatasetFacts | None, cap: int) -> list[str]:
     try:
         config.validate()
     except ConfigError as error:
         return [str(error)]
     if not facts:
         return []
-    usable = facts["smallest_class"] - val_count(facts["smallest_class"], config.val_per_class)
+    usable = facts.smallest_class - val_count(facts.smallest_class, config.val_per_class)
     if config.per_class is not None and config.per_class > usable:
         fits = max([s for s in SIZES if s != "all" and s <= usable], default=1)
         return [
             f"{dataset_label(config.dataset)} has only {usable} training images in its smallest class (after "
-            f"{facts['smallest_class'] - usable} held out for validation): choose {fits} images per class "
+            f"{facts.smallest_class - usable} held out for validation): choose {fits} images per class "
             "or fewer, or 'all'."
         ]
     try:
@@ -346,18 +339,18 @@ def check_config(config: ExperimentConfig, facts: dict | None, cap: int) -> list
     return []
 
 
-def train_images(config: ExperimentConfig, facts: dict) -> int:
+def train_images(config: ExperimentConfig, facts: DatasetFacts) -> int:
     if config.per_class:
-        return config.per_class * len(facts["classes"])
-    return facts["train"] - sum(val_count(n, config.val_per_class) for n in facts["class_sizes"])
+        return config.per_class * len(facts.classes)
+    return facts.train - sum(val_count(n, config.val_per_class) for n in facts.train_counts)
 
 
-def workload_note(config: ExperimentConfig, facts: dict, dev: torch.device) -> str:
+def workload_note(config: ExperimentConfig, facts: DatasetFacts, dev: torch.device) -> str:
     """How much work the Run button starts: the budget in steps and in epochs."""
-    classes = len(facts["classes"])
+    classes = len(facts.classes)
     budget = plan(config, train_images(config, facts))
     per_test = config.test_per_class  # the engine takes the whole test split when a class has fewer
-    tested = per_test * classes if per_test and per_test <= facts["smallest_test_class"] else facts["test"]
+    tested = per_test * classes if per_test and per_test <= facts.smallest_test_class else facts.test
     note = f"Each arm: {budget.describe()}; {tested:,} test images."
     text = dataset_modality(config.dataset) == "text"  # a BERT layer costs far more than a 64 px image
     if dev.type == "cpu" and (text or budget.images > LONG_RUN_IMAGES):

@@ -12,9 +12,10 @@ import torch
 from dashboard.address import share_link
 from dashboard.controls import STEPS
 from dashboard.live import curves_ui, run_title, x_axis_ui
+from dashboard.server import job_queue
 from dashboard.uploads import dataset_label
 from transferlab import dataset_modality, plots
-from transferlab.serve import DEFAULT_STEPS, FAILED, Job, RunStore, kept_model, load_model
+from transferlab.serve import DEFAULT_STEPS, EXPORT, FAILED, QUEUED, Job, RunStore, exported_path, kept_model
 
 
 def result_ui(job: Job, sid: str) -> None:
@@ -91,20 +92,13 @@ def longer_run_ui(job: Job) -> None:
     )
 
 
-def exported(path: Path, suffix: str) -> bytes:
-    """The kept checkpoint at `path` as an ONNX or TorchScript file's bytes, made when the download
-    is clicked: no session keeps a copy."""
-    with tempfile.TemporaryDirectory() as folder:
-        return load_model(path).export(Path(folder) / f"model{suffix}").read_bytes()
-
-
 def take_away_ui(job: Job) -> None:
     """Download the fine-tuned network as ONNX or TorchScript, its preprocessing inside."""
     if "finetune" not in job.outcome.arms or dataset_modality(job.config.dataset) != "image":
         return  # only image classifiers are exported
     st.markdown("#### Take the fine-tuned model away")
-    path = kept_model(job.outcome.unit_key("finetune"))
-    if path is None:
+    key = job.outcome.unit_key("finetune")
+    if kept_model(key) is None:
         st.caption("This comparison's model is no longer kept on the server: run it again to download it.")
         return
     st.caption(
@@ -114,12 +108,34 @@ def take_away_ui(job: Job) -> None:
     c = job.config
     stem = f"{dataset_label(c.dataset).split(' ')[0]}-{c.backbone}-k{c.freeze_depth}"
     for col, suffix in zip(st.columns(2), (".onnx", ".torchscript")):
-        col.download_button(
-            f"Download {stem}{suffix}",
-            lambda suffix=suffix: exported(path, suffix),
-            file_name=f"{stem}{suffix}",
-            key=f"download-export-{job.outcome.key}{suffix}",
-        )
+        with col:
+            export_ui(key, f"{stem}{suffix}", suffix)
+
+
+def export_ui(key: str, file_name: str, suffix: str) -> None:
+    """One format: made by a worker when first asked for (the "export" task), then a download
+    read from disk when clicked, so no session holds a copy."""
+    made = exported_path(key, suffix)
+    if made.is_file():
+        st.download_button(f"Download {file_name}", made.read_bytes, file_name=file_name, key=f"download-{key}{suffix}")
+        return
+    tasks = st.session_state.setdefault("exports", {})
+    task = tasks.get((key, suffix))
+    if task is not None and task.active:
+        st.fragment(run_every=1.0)(export_progress)(task, file_name)
+        return
+    if task is not None and task.error:
+        st.error(f"{file_name} could not be made: {task.error}")
+    if st.button(f"Make {file_name}", key=f"make-{key}{suffix}", help="A worker writes it; a few seconds"):
+        tasks[(key, suffix)] = job_queue().submit_task(EXPORT, {"key": key, "suffix": suffix}, st.session_state.sid)
+        st.rerun()
+
+
+def export_progress(task: Job, file_name: str) -> None:
+    if task.done:
+        st.rerun()  # the whole page: the download button
+    where = "waiting for a worker" if task.status == QUEUED else "a worker is writing it"
+    st.progress(task.progress, text=f"{file_name}: {where}...")
 
 
 def details_ui(job: Job) -> None:

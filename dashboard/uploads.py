@@ -1,8 +1,10 @@
 """Your own images through the browser: a zip of class folders, or images dropped class by class.
 
-The engine's `import_images` checks and writes them (`transferlab.data.imports`); this shows what it
-found (classes, counts, thumbnails, what was skipped and why) and selects the new dataset. A
-session's uploads are its own (`OWNER/NAME`): no other session lists them.
+The page only writes what was sent to a staging file; a worker checks, decodes and writes the
+images (the "import" task: `transferlab.serve.tasks`, `transferlab.data.imports`) while the page
+shows its progress. Then this shows what it found (classes, counts, thumbnails, what was skipped and
+why) and selects the new dataset. A session's uploads are its own (`OWNER/NAME`): no other session
+lists them.
 """
 
 from __future__ import annotations
@@ -12,8 +14,19 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
+from dashboard.server import job_queue
 from transferlab import TransferlabError, load_dataset, plots
-from transferlab.serve import IMAGE_SUFFIXES, ImportLimits, delete_imported, import_images, list_imported
+from transferlab.serve import (
+    DONE,
+    IMAGE_SUFFIXES,
+    IMPORT,
+    QUEUED,
+    ImportLimits,
+    Job,
+    delete_imported,
+    list_imported,
+    stage_upload,
+)
 
 UPLOAD = "upload your images"  # the dataset menu's entry that opens the upload panel
 ZIP, BY_CLASS = "A zip of class folders", "Images, class by class"
@@ -53,23 +66,49 @@ def upload_ui(sid: str) -> None:
     else:
         source = class_by_class_ui()
     name = st.text_input("Name of the dataset", key="upload_name", placeholder="my-images", max_chars=40)
-    ready = bool(source) and bool(name.strip())
+    importing = state_import()
+    ready = bool(source) and bool(name.strip()) and importing is None
     if st.button("Import", type="primary", disabled=not ready, key="import"):
-        bar = st.progress(0.0, text="Reading the images...")
         try:
-            report = import_images(
-                source,
-                name.strip(),
-                owner=sid,
-                progress=lambda done, total: bar.progress(done / total, text=f"Checked {done} of {total} files"),
-            )
-        except TransferlabError as error:
-            bar.empty()
+            staged = stage_upload(source, sid)  # the bytes as sent: a worker decodes them
+            args = {"staged": str(staged), "name": name.strip(), "owner": sid}
+            st.session_state.import_job = job_queue().submit_task(IMPORT, args, owner=sid)
+        except (TransferlabError, OSError) as error:
             st.error(f"Nothing was imported: {error}")
             return
-        st.session_state.import_report = report
-        st.session_state.pending_dataset = report.name
         st.rerun()
+    if importing is not None:
+        st.fragment(run_every=1.0)(import_progress)(importing)
+
+
+def state_import() -> Job | None:
+    """This session's import while it waits or runs; once it ended, its report (the new set
+    selected), or what went wrong, is shown and it is forgotten."""
+    job = st.session_state.get("import_job")
+    if job is None or job.active:
+        return job
+    del st.session_state.import_job
+    if job.status == DONE:
+        st.session_state.import_report = job.result
+        st.session_state.pending_dataset = job.result.name
+        st.rerun()
+    elif job.error:
+        st.error(f"Nothing was imported: {job.error}")
+    else:
+        st.info("The import was stopped: nothing was imported.")
+    return None
+
+
+def import_progress(job: Job) -> None:
+    """The import's bar, redrawn every second by a worker's progress; the page once it ends."""
+    if job.done:
+        st.rerun()
+    bar, stop = st.columns([9, 1], vertical_alignment="bottom")
+    if job.status == QUEUED:
+        bar.progress(0.0, text=f"Waiting for a worker ({job.position} run(s) before it)...")
+    else:
+        bar.progress(job.progress, text=f"A worker is {job.phase}: {job.progress:.0%}")
+    stop.button("Stop", key="stop-import", on_click=job.stop, args=(st.session_state.sid,))
 
 
 def class_by_class_ui() -> dict[str, list[tuple[str, bytes]]] | None:

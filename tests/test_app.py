@@ -532,3 +532,41 @@ def test_choosing_the_text_dataset_offers_the_text_backbones_and_shows_mistakes_
     assert "Take the fine-tuned model away" not in text(app)  # only image classifiers are exported
     app.selectbox(key="dataset").set_value("test_blobs").run()  # back to images: an image backbone again
     assert "minilm_l6" not in app.selectbox(key="backbone").options and not app.exception
+
+
+def test_imports_and_exports_are_done_by_a_worker_and_shown_when_they_end(app):
+    """The page only stages what was sent; the server's worker decodes it (the "import" task),
+    and makes the ONNX file when it is first asked for (the "export" task)."""
+    from tests.upload_corpus import two_classes, zip_of
+    from transferlab.data.imports import imported_path
+    from transferlab.serve import IMPORT, exported_path, stage_upload
+
+    app.selectbox(key="dataset").set_value("upload your images").run()
+    sid = app.session_state["sid"]
+    staged = stage_upload(zip_of(two_classes(n=12)), sid)  # what Import does with the zip it was sent
+    job = server_queue().submit_task(IMPORT, {"staged": str(staged), "name": "pets", "owner": sid}, owner=sid)
+    app.session_state["import_job"] = job
+    app.run()
+    assert job.done or app.button(key="import").disabled, "one import at a time"
+    assert job.wait(120) and job.status == DONE, job.error
+    app.run()
+    assert not app.exception
+    assert app.selectbox(key="dataset").value == f"{sid}/pets", "the new set is selected"
+    assert any("Imported **pets (yours)**: 2 classes" in s.value for s in app.success)
+    app.button(key="delete_dataset").click().run()
+    assert imported_path(f"{sid}/pets") is None
+
+    use_tiny(app, steps=15, per_class=1)
+    done = run_to_the_end(app)
+    key = done.outcome.unit_key("finetune")
+    exported_path(key, ".onnx").unlink(missing_ok=True)  # made by an earlier run of this test
+    app.run()
+    make = app.button(key=f"make-{key}.onnx")
+    assert make.label == "Make test_blobs-test_tiny-k3.onnx"
+    assert not [b for b in app.get("download_button") if ".onnx" in b.proto.label], "not made until asked for"
+    make.click().run()
+    export = app.session_state["exports"][(key, ".onnx")]
+    assert export.wait(120) and export.status == DONE, export.error
+    app.run()
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert "Download test_blobs-test_tiny-k3.onnx" in labels, labels

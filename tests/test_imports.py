@@ -13,7 +13,7 @@ from PIL import Image
 from tests.upload_corpus import CASES, exif_rotated, sixteen_bit, two_classes, zip_of
 from transferlab import ExperimentConfig, load_dataset
 from transferlab.data.imports import ImportRefused, delete_imported, import_images, imported_path, list_imported
-from transferlab.data.registry import list_datasets
+from transferlab.data.registry import DatasetFacts, dataset_facts, list_datasets
 from transferlab.errors import ConfigError
 from transferlab.training.splits import prepare_data
 
@@ -48,8 +48,10 @@ def test_corpus(case, tmp_path, data_dir):
     written = files_under(data_dir)
     assert all(p.is_relative_to(data_dir / "imports" / "shared" / case.name) for p in written)
     assert all(p.suffix == ".jpg" or p.name == "dataset.json" for p in written), "only what the kit encodes"
+    facts = dataset_facts(case.name)  # from the manifest: before anything is loaded
     ds = load_dataset(case.name)
     assert ds.classes == report.classes and len(ds.train_labels) == sum(report.train_counts.values())
+    assert facts == DatasetFacts.of(ds), "the manifest's counts are what loading the set finds"
 
 
 def test_unusual_modes_come_out_as_a_viewer_shows_them(tmp_path, data_dir):
@@ -120,3 +122,15 @@ def test_command_line_import_and_refusal(tmp_path, data_dir):
     assert refused.stderr.count("\n") == 1 and "climbs out" in refused.stderr and "Traceback" not in refused.stderr
     assert imported_path("evil") is None
     assert run_cli("remove", "photos", env=env).returncode == 0 and imported_path("photos") is None
+
+
+def test_an_imported_sets_facts_come_from_its_manifest_without_reading_an_image(monkeypatch):
+    import_images(zip_of(two_classes(n=10)), "counted", owner=OWNER)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the images were read to count them")
+
+    monkeypatch.setattr("transferlab.data.imports.load_image_folder", no_decoding)
+    facts = dataset_facts(f"{OWNER}/counted")
+    assert facts.classes == ("cats", "dogs") and facts.train + facts.test == 20
+    assert facts.smallest_class == min(facts.train_counts) and facts.skipped == ()

@@ -32,7 +32,9 @@ _EXPORTS = {
     "training.comparison": ["ComparisonResult", "compare", "pretrain", "still_improving"],
     "training.config": ["ARMS", "Arm", "ExperimentConfig", "Plan", "plan"],
     "data.registry": [
+        "DatasetFacts",
         "ImageDataset",
+        "dataset_facts",
         "dataset_modality",
         "dataset_status",
         "dataset_version",

@@ -43,7 +43,7 @@ import numpy as np
 from .._paths import data_dir
 from ..errors import ConfigError
 from .folders import load_image_folder, to_rgb
-from .registry import Entry, list_datasets, register_source
+from .registry import DatasetFacts, Entry, list_datasets, register_source
 from .uploads import MB, File, ImportLimits, ImportRefused, Skip, Source, check_class_names, gather
 
 __all__ = [
@@ -359,7 +359,11 @@ def _find(reference: str) -> Entry | None:
     train, test = sum(m["train"].values()), sum(m["test"].values())
     about = f"imported images: {len(m['classes'])} classes, {train} training and {test} test images"
     version = f"imported {m['created']!r}"
-    return Entry(about, lambda: load_imported(reference), lambda: None, version=lambda root: version)
+    classes = tuple(m["classes"])  # the stored images were re-encoded by the import: none is skipped on loading
+    facts = DatasetFacts(classes, tuple(m["train"][c] for c in classes), tuple(m["test"][c] for c in classes))
+    return Entry(
+        about, lambda: load_imported(reference), lambda: None, version=lambda root: version, facts=lambda: facts
+    )
 
 
 register_source(list_imported, _find)

@@ -25,7 +25,9 @@ import torch
 from ..errors import ConfigError
 
 __all__ = [
+    "DatasetFacts",
     "ImageDataset",
+    "dataset_facts",
     "dataset_status",
     "dataset_version",
     "describe_dataset",
@@ -77,6 +79,41 @@ class ImageDataset:
             f"ImageDataset({self.name!r}, {self.num_classes} classes, train {len(self.train_labels)}, "
             f"test {len(self.test_labels)}, {inputs}, from {self.source})"
         )
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a menu or a check needs to know about a dataset, without holding its images: the
+    classes, the images per class in each split, and the files that could not be read."""
+
+    classes: tuple[str, ...]
+    train_counts: tuple[int, ...]
+    test_counts: tuple[int, ...]
+    skipped: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, ds: ImageDataset) -> DatasetFacts:
+        def counts(labels: torch.Tensor) -> tuple[int, ...]:
+            return tuple(torch.bincount(labels, minlength=ds.num_classes).tolist())
+
+        return cls(ds.classes, counts(ds.train_labels), counts(ds.test_labels), ds.skipped)
+
+    @property
+    def train(self) -> int:
+        return sum(self.train_counts)
+
+    @property
+    def test(self) -> int:
+        return sum(self.test_counts)
+
+    @property
+    def smallest_class(self) -> int:
+        """Training images of the smallest class (what bounds images per class)."""
+        return min(self.train_counts)
+
+    @property
+    def smallest_test_class(self) -> int:
+        return min(self.test_counts)
 
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -136,6 +173,7 @@ class Entry(NamedTuple):
     test_only: bool = False
     version: Callable[[str | Path | None], str] = lambda root: BUILTIN_VERSION
     takes_root: bool = False
+    facts: Callable[[], DatasetFacts] | None = None  # known without loading (an imported set's manifest)
 
 
 _REGISTRY: dict[str, Entry] = {}
@@ -210,6 +248,13 @@ def dataset_version(name: str, root: str | Path | None = None) -> str:
     for a folder. Results, feature caches and kept models are keyed by it, so a set changed under
     the same name is never answered from what was computed on the old one."""
     return _entry(name).version(root)
+
+
+def dataset_facts(name: str, root: str | Path | None = None) -> DatasetFacts:
+    """The classes and per-class counts of a dataset: from an imported set's manifest without
+    reading an image, else from loading it (cached like `load_dataset`)."""
+    entry = _entry(name)
+    return entry.facts() if entry.facts is not None else DatasetFacts.of(load_dataset(name, root))
 
 
 @functools.lru_cache(maxsize=4)

@@ -279,4 +279,6 @@ def keep_model(result: ComparisonResult, key: str, arm: str = "finetune") -> Pat
         total += old.stat().st_size
         if total > budget and old != path:
             old.unlink(missing_ok=True)
+            for made in (data_dir() / "exports").glob(f"{old.stem}.*"):  # its ONNX and TorchScript files
+                made.unlink(missing_ok=True)
     return path

@@ -3,7 +3,8 @@
 The page reads a job (status, records, progress, outcome) while the queue's coordinator threads
 write it; `JobQueue` in `transferlab.serve.jobs` makes them. A `Job` is what a worker trains: a
 map unit, or one arm of a comparison. A `ComparisonJob` is what a session asked for: its arms are
-jobs of their own ("arm" units), shared with every comparison that needs the same run.
+jobs of their own ("arm" units), shared with every comparison that needs the same run. A
+`TaskJob` is work besides training (an import, an export: `transferlab.serve.tasks`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 from ..training.callbacks import Record
 from ..training.config import ExperimentConfig
 from ..training.outcome import Outcome, comparison_key
+from .tasks import EXPORT, IMPORT
 
 if TYPE_CHECKING:
     from .jobs import JobQueue
@@ -27,8 +29,10 @@ __all__ = [
     "ARM",
     "COMPARISON",
     "DONE",
+    "EXPORT",
     "FAILED",
     "FINISHED",
+    "IMPORT",
     "KINDS",
     "MAP_UNIT",
     "QUEUED",
@@ -36,13 +40,15 @@ __all__ = [
     "STOPPED",
     "ComparisonJob",
     "Job",
+    "TaskJob",
 ]
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 FINISHED = (DONE, STOPPED, FAILED)
 # A comparison a session asked for; one of its arms, trained as a unit; a transfer-map cell's arm.
 COMPARISON, ARM, MAP_UNIT = "comparison", "arm", "map unit"
-KINDS = (COMPARISON, MAP_UNIT)  # what a session submits
+KINDS = (COMPARISON, MAP_UNIT)  # the runs a session submits; tasks are IMPORT and EXPORT
+WORKING = {IMPORT: "reading the images", EXPORT: "writing the file"}  # a running task's phase
 _ids = itertools.count(1)
 
 
@@ -52,11 +58,11 @@ class Job:
     Read it from any thread.
 
     Attributes:
-        config, arms: what to train (as for `compare`; arms by name).
+        config, arms: what to train (as for `compare`; arms by name); None for a task.
         owners: the sessions that asked for it; `JobQueue.jobs(owner)` filters on them. Changed
             only under the queue's lock (a new set each time: readers never see one change).
         kind: "arm" (of a comparison: a model is kept for download) or "map unit" (a transfer-map
-            cell's arm); "comparison" for a `ComparisonJob`.
+            cell's arm); "comparison" for a `ComparisonJob`; "import" or "export" for a `TaskJob`.
         status: "queued", "running", then "done", "stopped" or "failed".
         error: what went wrong, for a failed job: a message a learner can act on.
         warning: what went wrong around a job that trained (not stored, model not kept), or None.
@@ -67,7 +73,7 @@ class Job:
         submitted, started, finished: `time.time()` stamps.
     """
 
-    config: ExperimentConfig
+    config: ExperimentConfig | None
     arms: tuple[str, ...] = ("finetune", "scratch")
     owners: frozenset[str] = frozenset()
     kind: str = COMPARISON
@@ -209,7 +215,7 @@ class Job:
                 self._steps[arm] = (0, total)
                 self._images.setdefault(arm, 0)
                 self._training_since = self._training_since or time.time()
-                self.phase = "training"
+                self.phase = WORKING.get(self.kind, "training")
             elif kind == "progress":
                 arm, step, images = args
                 self._steps[arm] = (step, self._steps[arm][1])
@@ -300,3 +306,18 @@ class ComparisonJob(Job):
         if all(part.done or (self.stop_event.is_set() and not part.stop_event.is_set()) for part in self.parts):
             if self._queue is not None:
                 self._queue._settle(self)
+
+
+@dataclass(eq=False)
+class TaskJob(Job):
+    """Work besides training a worker does for a page (`transferlab.serve.tasks`): `kind` is
+    "import" or "export", `task_args` the task function's arguments, `result` what it returned
+    (an `ImportReport`, an exported file's path). The same export asked for twice is one task."""
+
+    task_args: dict = field(default_factory=dict)
+    result: object = None
+
+    def __post_init__(self):
+        self.batch = self.id if self.batch is None else self.batch
+        shared = self.kind == EXPORT  # an import is its own upload: never joined
+        self.key = f"{self.kind}:{sorted(self.task_args.items())}" if shared else f"{self.kind}:{self.id}"

@@ -7,9 +7,10 @@ open page costs the training nothing. Each session sees only the `Job`s it owns.
 
 Sessions are served in turn (`transferlab.serve.turns`): a transfer map of a hundred units
 delays another session's single Run by one unit, not by the whole map. A session may have at most
-`max_waiting` jobs waiting. Jobs have a kind ("comparison", or "map unit" from the transfer map);
-a page finds and cancels its own by owner and kind, and a map page that stops calling `touch`
-(closed, say) has its waiting units cancelled after `abandon_after` seconds.
+`max_waiting` jobs waiting. Jobs have a kind ("comparison", or "map unit" from the transfer map,
+or the tasks "import" and "export": `submit_task`); a page finds and cancels its own by owner and
+kind, and a map page that stops calling `touch` (closed, say) has its waiting units cancelled after
+`abandon_after` seconds.
 
     >>> queue = JobQueue(store=RunStore())
     >>> job = queue.submit(ExperimentConfig(per_class=10, freeze_depth=4), owner="session-1")
@@ -37,12 +38,41 @@ from ..errors import TransferlabError
 from ..training.config import ARMS, ExperimentConfig, unit_config
 from ..training.outcome import Outcome, comparison_key
 from ..training.store import RunStore
-from .job import ARM, COMPARISON, DONE, FAILED, KINDS, MAP_UNIT, QUEUED, RUNNING, STOPPED, ComparisonJob, Job
+from .job import (
+    ARM,
+    COMPARISON,
+    DONE,
+    EXPORT,
+    FAILED,
+    IMPORT,
+    KINDS,
+    MAP_UNIT,
+    QUEUED,
+    RUNNING,
+    STOPPED,
+    ComparisonJob,
+    Job,
+    TaskJob,
+)
 from .ray_workers import RayWorker, ray_workers
 from .turns import Turns
 from .worker import WorkerProcess, gpu_count
 
-__all__ = ["COMPARISON", "DONE", "FAILED", "MAP_UNIT", "QUEUED", "RUNNING", "STOPPED", "Job", "JobQueue", "QueueFull"]
+__all__ = [
+    "COMPARISON",
+    "DONE",
+    "EXPORT",
+    "FAILED",
+    "IMPORT",
+    "MAP_UNIT",
+    "QUEUED",
+    "RUNNING",
+    "STOPPED",
+    "Job",
+    "JobQueue",
+    "QueueFull",
+    "TaskJob",
+]
 
 MAX_WAITING = 150  # one session's jobs waiting: a full transfer map (120 units) and then some
 ABANDON_AFTER = 60.0  # seconds without a `touch` after which a closed map page's waiting units go
@@ -147,6 +177,27 @@ class JobQueue:
         for part in parts:
             part._parents.append(job)
         job._refresh()  # finished at once when every arm came from the store
+        return job
+
+    def submit_task(self, kind: str, args: dict, owner: str | None = None) -> TaskJob:
+        """Queue a task (`transferlab.serve.tasks`: "import" or "export") for a worker and return
+        its job at once; `job.result` holds what it made once it is done. The same export already
+        waiting or running is joined."""
+        if kind not in (IMPORT, EXPORT):
+            raise ValueError(f"unknown task {kind!r}; choose from {IMPORT}, {EXPORT}")
+        job = TaskJob(None, (), frozenset({owner} - {None}), kind, task_args=dict(args), _queue=self)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("this JobQueue has been shut down; make a new one")
+            if joined := self._join(job.key, kind, owner):
+                return joined
+            if (waiting := self._waiting.waiting(owner)) >= self.max_waiting:
+                raise QueueFull(
+                    f"You already have {waiting} runs waiting; one session may have at most {self.max_waiting} "
+                    "on this server. Stop some, or wait for them to finish."
+                )
+            self._waiting.add(owner, job)
+            self._cond.notify_all()
         return job
 
     def _units(self, units: list[tuple], owner: str | None, kind: str, batch=None) -> list[Job]:
@@ -347,8 +398,13 @@ class JobQueue:
         if job.stop_event.is_set():  # stopped while being handed over
             job._finish(STOPPED)
             return
-        job._update(status=RUNNING, phase="loading data and models", started=time.time())
+        phase = "loading data and models" if job.config is not None else "starting"
+        job._update(status=RUNNING, phase=phase, started=time.time())
         kind, value = worker.train(job, self.max_work, self.stop_grace, keep=job.kind == ARM)
+        if kind == "done" and isinstance(job, TaskJob):
+            job.result = value
+            job._finish(STOPPED if value is None and job.stop_event.is_set() else DONE)
+            return
         if kind == "done":
             _finish_with(job, value, self.store)
             return

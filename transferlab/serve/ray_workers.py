@@ -7,7 +7,7 @@ A `RayWorker` is what `JobQueue` holds in place of a `WorkerProcess`, with the s
 hands the job to its actor, relays the records the actor buffers (fetched every `POLL_SECONDS`)
 to the `Job` while it trains, passes a Stop on, and reports an actor that died ("died") or did not
 answer a stop in time ("deaf": it is killed), so that the queue starts another. The actor runs
-the worker processes' own code (`worker.run_job`) and keeps its feature cache between jobs.
+the worker processes' own code (`worker.handle`: runs and tasks) and keeps its feature cache between jobs.
 
 Every machine of the cluster needs transferlab installed (`pip install -e .` from a clone); on a
 local instance the actors import it from this checkout.
@@ -20,7 +20,7 @@ import threading
 import time
 
 from ..errors import ConfigError
-from .worker import POLL_SECONDS, _runner, _warm, run_job
+from .worker import POLL_SECONDS, _runner, _warm, handle, request
 
 __all__ = ["RayWorker", "ray_workers"]
 
@@ -40,10 +40,12 @@ class Trainer:
     def pid(self) -> int:
         return os.getpid()
 
-    def train(self, job_id: int, config, arms, max_work, keep: bool) -> tuple:
+    def run(self, request: tuple) -> tuple:
+        """Train a run or do a task (`worker.request`); the last message."""
+        job_id = request[1]
         stop = self.stops.setdefault(job_id, threading.Event())
         try:
-            return run_job(self._send, self.runner, job_id, config, arms, max_work, keep, stop)
+            return handle(self._send, self.runner, request, stop)
         finally:
             self.stops.pop(job_id, None)
 
@@ -144,7 +146,7 @@ class RayWorker:
     def train(self, job, max_work: int | None, stop_grace: float, keep: bool = True) -> tuple[str, object]:
         """As `WorkerProcess.train`: ("done", outcome), ("failed", message), ("died", None) or ("deaf", None)."""
         ray = _ray()
-        result = self.actor.train.remote(job.id, job.config, job.arms, max_work, keep)
+        result = self.actor.run.remote(request(job, max_work, keep))
         stop_sent = None
         try:
             while True:

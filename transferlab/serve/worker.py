@@ -7,11 +7,16 @@ open pages from slowing every run down: the server's interpreter only serves pag
 process has the CPU cores (or the GPU) to itself.
 
 Messages (tuples over a `multiprocessing.connection.Connection`):
-    server -> worker: ("job", job_id, config, arms, max_work, keep), ("stop", job_id)
+    server -> worker: ("job", job_id, config, arms, max_work, keep), ("task", job_id, kind, args),
+                      ("stop", job_id)
     worker -> server: ("start", job_id, arm, total_steps, device),
                       ("progress", job_id, arm, step, images_seen), ("end", job_id, arm, step),
                       ("phase", job_id, text), ("warning", job_id, text),
-                      ("record", job_id, Record), ("done", job_id, Outcome), ("failed", job_id, message)
+                      ("record", job_id, Record), ("done", job_id, Outcome or a task's result),
+                      ("failed", job_id, message)
+
+A "task" is work besides training (an import, an export: `transferlab.serve.tasks`); its progress
+comes as "start" and "progress" of an arm named after its kind.
 
 A stop request is read by a thread of its own, so it reaches the training loop within one batch
 (the loop checks it between batches and while caching features); the server kills a worker that
@@ -114,7 +119,7 @@ def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = N
         try:
             while True:
                 message = conn.recv()
-                if message[0] == "job":
+                if message[0] in ("job", "task"):
                     stops.setdefault(message[1], threading.Event())
                     jobs.put(message)
                 elif message[0] == "stop":
@@ -126,10 +131,57 @@ def serve(conn: Connection, runner_spec: str | None = None, warm: str | None = N
     runner = _runner(runner_spec)
     _warm(warm)
     while True:
-        _, job_id, config, arms, max_work, keep = jobs.get()
-        message = run_job(conn.send, runner, job_id, config, arms, max_work, keep, stops[job_id])
-        stops.pop(job_id, None)
+        request = jobs.get()
+        message = handle(conn.send, runner, request, stops[request[1]])
+        stops.pop(request[1], None)
         conn.send(message)
+
+
+def request(job, max_work: int | None, keep: bool) -> tuple:
+    """The message that hands `job` to a worker: a run to train, or a task (`job.task_args`)."""
+    if job.config is None:
+        return ("task", job.id, job.kind, job.task_args)
+    return ("job", job.id, job.config, job.arms, max_work, keep)
+
+
+def handle(send, runner, request: tuple, stop: threading.Event) -> tuple:
+    """Do one `request` (see `request`); returns the last message, as `run_job` does."""
+    if request[0] == "task":
+        _, job_id, kind, args = request
+        return run_task(send, job_id, kind, args, stop)
+    _, job_id, config, arms, max_work, keep = request
+    return run_job(send, runner, job_id, config, arms, max_work, keep, stop)
+
+
+def run_task(send, job_id: int, kind: str, args: dict, stop: threading.Event) -> tuple:
+    """Do one task of `transferlab.serve.tasks`, its progress sent as an arm named `kind`'s;
+    ("done", job_id, result or None when stopped) or ("failed", job_id, message)."""
+    import torch
+
+    from ..device import device_name
+    from ..errors import StopTraining, TransferlabError
+    from .tasks import TASKS
+
+    last = [0.0, None]  # when progress was last sent; the total, once known
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if last[1] is None:
+            send(("start", job_id, kind, total, device_name(torch.device("cpu"))))
+            last[1] = total
+        if now - last[0] >= PROGRESS_EVERY or done == total:
+            last[0] = now
+            send(("progress", job_id, kind, done, done))
+
+    try:
+        return ("done", job_id, TASKS[kind](**args, progress=progress, stop=stop))
+    except StopTraining:
+        return ("done", job_id, None)
+    except TransferlabError as error:
+        return ("failed", job_id, str(error))
+    except Exception as error:
+        log.exception("task %s (%s) failed", job_id, kind)
+        return ("failed", job_id, f"{type(error).__name__}: {error}")
 
 
 def run_job(send, runner, job_id: int, config, arms, max_work, keep: bool, stop: threading.Event) -> tuple:
@@ -183,7 +235,7 @@ class WorkerProcess:
         ("done", outcome), ("failed", message), ("died", exit code) or ("deaf", None): a stop
         not answered within `stop_grace` seconds, after which the process is killed. With `keep`,
         the worker keeps the finetune arm's model for download."""
-        self.conn.send(("job", job.id, job.config, job.arms, max_work, keep))
+        self.conn.send(request(job, max_work, keep))
         stop_sent = None
         while True:
             try:
