@@ -72,3 +72,18 @@ def test_a_lost_actor_fails_its_run_and_is_replaced(queue, tiny):
     assert after.wait(180) and after.status == DONE  # on a new actor
     answering = {worker for worker in queue._procs.values() if worker.alive}
     assert answering and not answering & set(lost)
+
+
+def test_an_actor_the_cluster_cannot_place_fails_its_run_with_what_to_do(tiny, monkeypatch):
+    from transferlab.serve import ray_workers
+
+    monkeypatch.setenv("TRANSFERLAB_RAY_CPUS", "64")  # more cores than this machine's local instance has
+    monkeypatch.setattr(ray_workers, "PLACE_SECONDS", 5.0)
+    q = JobQueue(workers=1, ray="local")
+    try:
+        job = q.submit(replace(tiny, seed=320), ("finetune",), owner="alice")
+        wait_until(lambda: job.phase == "waiting for the Ray cluster to start a worker", timeout=30)
+        assert job.wait(60) and job.status == FAILED
+        assert "no room for a worker (64 cpus) within 5 s" in job.error and "TRANSFERLAB_RAY_CPUS" in job.error
+    finally:
+        q.shutdown()

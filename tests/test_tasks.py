@@ -38,7 +38,8 @@ def test_an_import_runs_in_a_worker_with_progress(queue, data):
     assert queue.jobs(OWNER, IMPORT) == [job] or job.done
     assert job.wait(120) and job.status == DONE, job.error
     report = job.result
-    assert report.classes == ("cats", "dogs") and sum(report.train_counts.values()) + sum(report.test_counts.values()) == 24
+    assert report.classes == ("cats", "dogs")
+    assert sum(report.train_counts.values()) + sum(report.test_counts.values()) == 24
     assert job.progress == 1.0 and job.device.startswith("CPU"), "the worker said it started and how far it got"
     assert f"{OWNER}/pets" in list_imported(OWNER)
     assert not staged.exists() and not any(staging_dir().iterdir()), "the staged upload is removed once imported"

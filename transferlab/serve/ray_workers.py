@@ -25,6 +25,7 @@ from .worker import POLL_SECONDS, _runner, _warm, handle, request
 __all__ = ["RayWorker", "ray_workers"]
 
 CPUS_PER_WORKER = 2  # an actor without a GPU takes this many cores ($TRANSFERLAB_RAY_CPUS)
+PLACE_SECONDS = 120.0  # an actor not started by then: the cluster has no room for it
 
 
 class Trainer:
@@ -124,19 +125,20 @@ class RayWorker:
             options = {"num_cpus": int(os.environ.get("TRANSFERLAB_RAY_CPUS", CPUS_PER_WORKER))}
         # Threads: `fetch` and `stop` are answered while `train` runs.
         self.actor = ray.remote(Trainer).options(max_concurrency=4, **options).remote(runner, warm)
-        self._alive = True
+        self.options = options
+        self._alive, self._placed = True, False
 
     @property
     def alive(self) -> bool:
         """Whether the actor answers (asked before each job: an idle actor's machine may have gone)."""
-        if self._alive:
+        if self._alive and self._placed:  # one not started yet is waited for by `train`
             ray = _ray()
             try:
                 ray.get(self.actor.pid.remote(), timeout=30)
             except ray.exceptions.RayActorError:
                 self._alive = False
             except ray.exceptions.GetTimeoutError:
-                pass  # busy starting (importing torch, loading the warm dataset): alive
+                pass  # busy (still answering the last job's stop): alive
         return self._alive
 
     def kill(self) -> None:
@@ -146,6 +148,8 @@ class RayWorker:
     def train(self, job, max_work: int | None, stop_grace: float, keep: bool = True) -> tuple[str, object]:
         """As `WorkerProcess.train`: ("done", outcome), ("failed", message), ("died", None) or ("deaf", None)."""
         ray = _ray()
+        if not self._placed and (refused := self._place(job)):
+            return refused
         result = self.actor.run.remote(request(job, max_work, keep))
         stop_sent = None
         try:
@@ -165,3 +169,29 @@ class RayWorker:
         except ray.exceptions.RayActorError:
             self._alive = False
             return "died", None
+
+    def _place(self, job) -> tuple[str, object] | None:
+        """Wait for the actor to start (the cluster may have to find it room); None once it has.
+        A job stopped meanwhile ends ("deaf"); an actor the cluster cannot place within
+        `PLACE_SECONDS` fails the job with what to do, and is dropped."""
+        ray = _ray()
+        job._update(phase="waiting for the Ray cluster to start a worker")
+        started, deadline = self.actor.pid.remote(), time.monotonic() + PLACE_SECONDS
+        try:
+            while not ray.wait([started], timeout=POLL_SECONDS)[0]:
+                if job.stop_event.is_set() or time.monotonic() > deadline:
+                    self.kill()
+                    if job.stop_event.is_set():
+                        return "deaf", None
+                    need = ", ".join(f"{n} {what.removeprefix('num_')}" for what, n in self.options.items())
+                    return "failed", (
+                        f"the Ray cluster found no room for a worker ({need}) within {PLACE_SECONDS:.0f} s: add a "
+                        "machine to it, or give each worker fewer cores ($TRANSFERLAB_RAY_CPUS)"
+                    )
+            ray.get(started)
+        except ray.exceptions.RayActorError:
+            self._alive = False
+            return "died", None
+        self._placed = True
+        job._update(phase="loading data and models")
+        return None
