@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.waiting import wait_until
 from transferlab import backbone_status, list_backbones
-from transferlab.serve.jobs import DONE, RUNNING, STOPPED
+from transferlab.serve.job import DONE, RUNNING, STOPPED
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")

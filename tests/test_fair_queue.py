@@ -17,7 +17,8 @@ from tests.waiting import wait_until
 from transferlab import compare
 from transferlab.errors import ConfigError
 from transferlab.serve.export import kept_model
-from transferlab.serve.jobs import COMPARISON, DONE, MAP_UNIT, QUEUED, RUNNING, STOPPED, JobQueue, QueueFull
+from transferlab.serve.job import COMPARISON, DONE, MAP_UNIT, QUEUED, RUNNING, STOPPED
+from transferlab.serve.jobs import JobQueue, QueueFull
 from transferlab.serve.turns import Turns
 from transferlab.training.outcome import Outcome
 from transferlab.training.store import RunStore

@@ -10,7 +10,8 @@ import torch
 
 from tests import verdicts
 from tests.waiting import wait_until
-from transferlab.serve.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobQueue
+from transferlab.serve.job import DONE, FAILED, QUEUED, RUNNING, STOPPED
+from transferlab.serve.jobs import JobQueue
 from transferlab.training.store import RunStore
 
 

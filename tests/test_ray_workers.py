@@ -5,7 +5,8 @@ from dataclasses import replace
 import pytest
 
 from tests.waiting import wait_until
-from transferlab.serve.jobs import DONE, FAILED, RUNNING, STOPPED, JobQueue
+from transferlab.serve.job import DONE, FAILED, RUNNING, STOPPED
+from transferlab.serve.jobs import JobQueue
 
 ray = pytest.importorskip("ray")
 

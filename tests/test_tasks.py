@@ -12,7 +12,8 @@ import pytest
 from tests.upload_corpus import two_classes, zip_of
 from transferlab.data.imports import list_imported
 from transferlab.errors import StopTraining
-from transferlab.serve.jobs import DONE, EXPORT, FAILED, IMPORT, JobQueue
+from transferlab.serve.job import DONE, EXPORT, FAILED, IMPORT
+from transferlab.serve.jobs import JobQueue
 from transferlab.serve.tasks import import_staged, stage_upload, staging_dir
 from transferlab.serve.worker import run_task
 

@@ -12,21 +12,8 @@ from ..training.settings import SETTINGS
 from ..training.splits import val_count
 from ..training.store import RunStore, default_store_path
 from .export import kept_model, load_model
-from .jobs import (
-    COMPARISON,
-    DONE,
-    EXPORT,
-    FAILED,
-    IMPORT,
-    MAP_UNIT,
-    QUEUED,
-    RUNNING,
-    STOPPED,
-    Job,
-    JobQueue,
-    QueueFull,
-    TaskJob,
-)
+from .job import COMPARISON, DONE, EXPORT, FAILED, IMPORT, MAP_UNIT, QUEUED, RUNNING, STOPPED, Job, TaskJob
+from .jobs import JobQueue, QueueFull
 from .tasks import exported_path, stage_upload
 
 __all__ = [

@@ -47,7 +47,6 @@ from .job import (
     IMPORT,
     KINDS,
     MAP_UNIT,
-    QUEUED,
     RUNNING,
     STOPPED,
     ComparisonJob,
@@ -58,21 +57,7 @@ from .ray_workers import RayWorker, ray_workers
 from .turns import Turns
 from .worker import WorkerProcess, gpu_count
 
-__all__ = [
-    "COMPARISON",
-    "DONE",
-    "EXPORT",
-    "FAILED",
-    "IMPORT",
-    "MAP_UNIT",
-    "QUEUED",
-    "RUNNING",
-    "STOPPED",
-    "Job",
-    "JobQueue",
-    "QueueFull",
-    "TaskJob",
-]
+__all__ = ["JobQueue", "QueueFull"]  # the job kinds and states are `transferlab.serve.job`'s
 
 MAX_WAITING = 150  # one session's jobs waiting: a full transfer map (120 units) and then some
 ABANDON_AFTER = 60.0  # seconds without a `touch` after which a closed map page's waiting units go
