@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8501
 # tcmalloc makes CPU training 1.05-2.7x faster (DESIGN.md); used when Debian's package is there.
@@ -25,20 +25,20 @@ system:
 	  fi; \
 	else echo "not root on Debian: skipping $(DEBIAN_PACKAGES) (see README)"; fi
 
-$(STAMP): requirements.txt
+# The pinned requirements, then the project itself in editable mode: `.venv/bin/transferlab` runs this clone.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	rm -f $(VENV)/.installed-*; touch $@
 
 app: setup
-	$(RUN) $(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
-	  --server.headless true --browser.gatherUsageStats false
+	$(RUN) $(VENV)/bin/transferlab app --host $(HOST) --port $(PORT)
 
-# The kernels start in lessons/, so they find the engine through RUN's absolute PYTHONPATH.
 lab: setup
-	$(RUN) $(VENV)/bin/jupyter lab --notebook-dir=lessons $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(RUN) $(VENV)/bin/transferlab lab
 
 test: setup lint unit lessons browser
 
@@ -66,4 +66,4 @@ bench: setup
 	$(RUN) $(PY) -m transferlab.bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache data/cache artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache data/cache artifacts build *.egg-info

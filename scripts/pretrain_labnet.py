@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/pretrain_labnet.py        # about a minute on 2 CPU cores
 
-Writes data/labnet_fashion_mnist_0-4.pt (the blocks only; every target task gets a new head).
+Writes transferlab/models/weights/labnet_fashion_mnist_0-4.pt (the blocks only; every target task gets a new head).
 The source task is half of Fashion-MNIST so that lessons can transfer to the other half
 (classes 5-9), a task the network has never seen, and compare with self-transfer.
 """

@@ -41,13 +41,13 @@ def open_page(cookie: str | None = None, **address) -> AppTest:
     from a browser whose session cookie holds that id (a reload, a new tab)."""
     from unittest import mock
 
-    import dashboard.server
+    import transferlab.dashboard.server
 
     at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT)
     for name, value in address.items():
         at.query_params[name] = str(value)
-    cookies = {dashboard.server.COOKIE: cookie} if cookie else {}
-    with mock.patch.object(dashboard.server, "browser_cookies", lambda: cookies):
+    cookies = {transferlab.dashboard.server.COOKIE: cookie} if cookie else {}
+    with mock.patch.object(transferlab.dashboard.server, "browser_cookies", lambda: cookies):
         at.run()
     assert not at.exception
     return at
@@ -319,7 +319,7 @@ def test_a_comparison_beyond_the_servers_cap_is_refused_with_what_to_change(app)
     app.select_slider(key="per_class").set_value("all").run()
     app.select_slider(key="steps").set_value(1920).run()  # 1 920 steps x 32 images = 61 440: under the cap
     assert not app.error
-    from dashboard import server
+    from transferlab.dashboard import server
 
     original = server.MAX_WORK["cpu"]
     server.MAX_WORK["cpu"] = 1_000
@@ -365,7 +365,7 @@ def test_a_gpu_gets_bigger_defaults(monkeypatch):
 
 
 def server_queue():
-    from dashboard.server import job_queue
+    from transferlab.dashboard.server import job_queue
 
     return job_queue()
 

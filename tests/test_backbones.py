@@ -17,7 +17,7 @@ from transferlab import (
 )
 
 ALL = list_backbones(include_test=True)
-SHIPPED_LABNET = Path(__file__).resolve().parents[1] / "data" / "labnet_fashion_mnist_0-4.pt"
+SHIPPED_LABNET = Path(__file__).resolve().parents[1] / "transferlab/models/weights/labnet_fashion_mnist_0-4.pt"
 
 
 def test_registry_lists_menu_entries_and_hides_test_ones():

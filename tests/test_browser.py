@@ -1,4 +1,4 @@
-"""The dashboard in a real browser: Playwright drives Debian's Chromium against `streamlit run app.py`.
+"""The dashboard in a real browser: Playwright drives Debian's Chromium against `transferlab app`.
 
 These are the tests that see the live updates (AppTest sees only finished script runs). They run
 the REAL default, ImageNet EfficientNet-Lite0 on Fashion-MNIST (10 images per class, 60 steps =
@@ -74,7 +74,7 @@ def server_data() -> Path:
 
 @pytest.fixture(scope="module")
 def server(server_data):
-    """`streamlit run app.py` on a free port, stopped after the tests."""
+    """`transferlab app` on a free port (with the settings it ships), stopped after the tests."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's Chromium is missing: apt-get install chromium (make setup does it as root)")
     port = free_port()
@@ -88,8 +88,7 @@ def server(server_data):
         env["LD_PRELOAD"] = TCMALLOC
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "streamlit.log", "w")
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1"]
-    command += ["--server.port", str(port), "--server.headless", "true"]
+    command = [sys.executable, "-m", "transferlab", "app", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -214,7 +213,7 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     print(timings)
 
 
-ROLES = {"page server": "streamlit run app.py", "worker": "transferlab.serve.worker", "browser": "chromium"}
+ROLES = {"page server": "streamlit run", "worker": "transferlab.serve.worker", "browser": "chromium"}
 
 
 def cpu_by_role() -> dict[str, float]:

@@ -1,5 +1,6 @@
-"""Command line: `python -m transferlab COMMAND`, one command per engine function.
+"""Command line: `transferlab COMMAND` (or `python -m transferlab COMMAND`), one command per engine function.
 
+    transferlab app                      # the dashboard; `transferlab lab`: the lessons
     python -m transferlab compare --dataset fashion_mnist --backbone efficientnet_lite0 \\
         --per-class 10 --freeze-depth 4 --seed 0
     python -m transferlab import photos.zip --name flowers    # then: compare --dataset flowers
@@ -46,8 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.settings import add_config_arguments
 
     d = ExperimentConfig()
-    parser = argparse.ArgumentParser(prog="python -m transferlab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="transferlab", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("app", help="start the dashboard (--host 0.0.0.0 to serve a classroom)")
+    a.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this computer only)")
+    a.add_argument("--port", type=int, default=8501)
+    lab = sub.add_parser("lab", help="open the lessons in JupyterLab")
+    lab.add_argument("--dir", help="where to copy the lessons first (installed: ./transferlab-lessons)")
     sub.add_parser("backbones", help="list backbones, their blocks and whether their weights are here")
     sub.add_parser("datasets", help="list datasets and whether they can be loaded here (and why not)")
 
@@ -330,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import TransferlabError
 
     try:
+        if args.command in ("app", "lab"):  # they become Streamlit or JupyterLab, in this process
+            from .launch import run_app, run_lab
+
+            run_app(args.host, args.port) if args.command == "app" else run_lab(args.dir)
         commands = {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict}
         commands |= {"compare": cmd_compare, "runs": cmd_runs, "import": cmd_import, "remove": cmd_remove}
         commands |= {"sweep": cmd_sweep, "zeroshot": cmd_zeroshot, "choose": cmd_choose, "multitask": cmd_multitask}
@@ -346,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `transferlab` command (pyproject.toml's console script)."""
     _reexec_with_tcmalloc()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,17 +9,27 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the clone (or, installed, site-packages)
+
+
+def in_clone() -> bool:
+    """Whether this is a clone of the project (run from it, or installed from it in editable mode)."""
+    return (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "transferlab").is_dir()
 
 
 def data_dir() -> Path:
-    """Root of the dataset cache: `$TRANSFERLAB_DATA`, else `data/cache` in the project."""
-    return Path(os.environ.get("TRANSFERLAB_DATA", PROJECT_ROOT / "data" / "cache"))
+    """Root of the dataset cache: `$TRANSFERLAB_DATA`; else `data/cache` in a clone, or the user's
+    cache folder (`~/.cache/transferlab`) for an installed package."""
+    if given := os.environ.get("TRANSFERLAB_DATA"):
+        return Path(given)
+    if in_clone():
+        return PROJECT_ROOT / "data" / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transferlab"
 
 
 def shipped_dir() -> Path:
-    """Small files committed with the project (labnet weights)."""
-    return PROJECT_ROOT / "data"
+    """Small files shipped inside the package (labnet's weights)."""
+    return Path(__file__).resolve().parent / "models" / "weights"
 
 
 def torch_checkpoint_dir() -> Path:

@@ -1,0 +1,82 @@
+"""`transferlab app` and `transferlab lab`: the dashboard and the lessons, from a clone or an installed package.
+
+    transferlab app                      # the dashboard on http://127.0.0.1:8501
+    transferlab app --host 0.0.0.0       # serve a classroom
+    transferlab lab                      # the lessons in JupyterLab
+
+The dashboard's Streamlit settings ship with it (`dashboard/streamlit.toml`) and are passed as
+options, so the page looks and behaves the same whatever folder it is started from. Installed
+from a wheel, the lessons are copied to a folder of the learner's own first (`--dir`, by default
+`transferlab-lessons` here), so that their edits are theirs; a notebook already there is never
+overwritten. In a clone, the lessons open where they are.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+from ._paths import PROJECT_ROOT
+
+PACKAGE = Path(__file__).resolve().parent
+PAGE = PACKAGE / "dashboard" / "page.py"
+
+__all__ = ["app_command", "lab_command", "lessons_source"]
+
+
+def streamlit_options(path: Path = PACKAGE / "dashboard" / "streamlit.toml") -> list[str]:
+    """The settings file as Streamlit's command-line options: [server] headless = true -> --server.headless=true."""
+    options = []
+    for section, values in tomllib.loads(path.read_text()).items():
+        for key, value in values.items():
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            options.append(f"--{section}.{key}={shown}")
+    return options
+
+
+def app_command(host: str = "127.0.0.1", port: int = 8501) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(PAGE), *streamlit_options()] + [
+        f"--server.address={host}",
+        f"--server.port={port}",
+    ]
+
+
+def lessons_source() -> Path:
+    """Where the lessons are: the clone's `lessons/`, or the copy inside the installed package."""
+    clone = PROJECT_ROOT / "lessons"
+    return clone if clone.is_dir() else PACKAGE / "lessons"
+
+
+def lab_command(folder: Path) -> list[str]:
+    command = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={folder}"]
+    return command + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])
+
+
+def copy_lessons(source: Path, folder: Path) -> list[Path]:
+    """Copy the lessons into `folder`, leaving alone every file already there; the files copied."""
+    copied = []
+    for path in sorted(source.rglob("*")):
+        target = folder / path.relative_to(source)
+        if path.is_file() and path.suffix in (".ipynb", ".md", ".cfg") and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            copied.append(target)
+    return copied
+
+
+def run_app(host: str, port: int) -> None:
+    os.execv(sys.executable, app_command(host, port))
+
+
+def run_lab(folder: str | None) -> None:
+    source = lessons_source()
+    if folder is None and source.parent == PROJECT_ROOT:
+        target = source  # a clone: the lessons where they are
+    else:
+        target = Path(folder or "transferlab-lessons").resolve()
+        copied = copy_lessons(source, target)
+        print(f"{len(copied)} lesson file(s) copied to {target}", file=sys.stderr)
+    os.execv(sys.executable, lab_command(target))
