@@ -4,6 +4,7 @@ torchvision downloads when online, and a synthetic set for the test suite."""
 from __future__ import annotations
 
 import gzip
+import os
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,13 @@ from ..errors import Unavailable
 from .folders import FOLDER_IMAGE_SIZE
 from .registry import ImageDataset, register_dataset, split_fixed
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+def debian_fashion_mnist() -> Path:
+    """Where Debian's dataset-fashion-mnist puts the files (`$TRANSFERLAB_SYSTEM_DATASETS` stands
+    for /usr/share/datasets: another machine's layout, or an empty folder to test without it)."""
+    return Path(os.environ.get("TRANSFERLAB_SYSTEM_DATASETS", "/usr/share/datasets")) / "fashion-mnist"
+
+
 FASHION_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -46,7 +53,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 def _fashion_files() -> dict[str, Path] | None:
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    for folder in (data_dir() / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST):
+    for folder in (data_dir() / "FashionMNIST" / "raw", debian_fashion_mnist()):
         for suffix in ("", ".gz"):
             files = {s: folder / (s + suffix) for s in stems}
             if all(p.exists() for p in files.values()):
@@ -58,7 +65,7 @@ def _fashion_missing() -> str | None:
     if _fashion_files():
         return None
     return (
-        f"not found in {DEBIAN_FASHION_MNIST} or {data_dir() / 'FashionMNIST'}: "
+        f"not found in {debian_fashion_mnist()} or {data_dir() / 'FashionMNIST'}: "
         "`apt-get install dataset-fashion-mnist` (Debian), or run once online to download it"
     )
 

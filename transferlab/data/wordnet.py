@@ -27,6 +27,13 @@ from .registry import ImageDataset, register_dataset, split_fixed
 __all__ = ["WORDNET_KINDS", "read_definitions"]
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
+
+
+def debian_wordnet() -> Path:
+    """Debian's wordnet-base files, or `$WNSEARCHDIR` (WordNet's own variable for them)."""
+    return Path(os.environ.get("WNSEARCHDIR", DEBIAN_WORDNET))
+
+
 TEST_PER_CLASS = 100
 
 # WordNet 3.0's lexicographer file numbers (the second field of a data.noun line) of the ten
@@ -46,7 +53,7 @@ WORDNET_KINDS = {
 
 
 def _wordnet_dir() -> Path | None:
-    for folder in (Path(os.environ.get("WNSEARCHDIR", DEBIAN_WORDNET)), data_dir() / "wordnet"):
+    for folder in (debian_wordnet(), data_dir() / "wordnet"):
         if (folder / "data.noun").exists():
             return folder
     return None
@@ -55,7 +62,7 @@ def _wordnet_dir() -> Path | None:
 def _missing() -> str | None:
     if _wordnet_dir() is None:
         return (
-            f"WordNet's data.noun is not in {DEBIAN_WORDNET} or {data_dir() / 'wordnet'}: "
+            f"WordNet's data.noun is not in {debian_wordnet()} or {data_dir() / 'wordnet'}: "
             "`apt-get install wordnet-base` (Debian)"
         )
     return tokenizer_missing()
