@@ -564,9 +564,11 @@ def test_imports_and_exports_are_done_by_a_worker_and_shown_when_they_end(app):
     make = app.button(key=f"make-{key}.onnx")
     assert make.label == "Make test_blobs-test_tiny-k3.onnx"
     assert not [b for b in app.get("download_button") if ".onnx" in b.proto.label], "not made until asked for"
+    assert any("**Test accuracy**" in m.value for m in app.markdown), "the model card, before the download"
     make.click().run()
     export = app.session_state["exports"][(key, ".onnx")]
     assert export.wait(120) and export.status == DONE, export.error
     app.run()
     labels = [b.proto.label for b in app.get("download_button")]
     assert "Download test_blobs-test_tiny-k3.onnx" in labels, labels
+    assert any("**Parity** (onnx" in c and "every predicted class agreed" in c for c in app.caption.values)

@@ -120,3 +120,42 @@ def test_bad_names_and_the_kept_models(tiny, tmp_path, monkeypatch):
     assert kept_model("a" * 20) == first
     keep_model(result, "b" * 20)
     assert kept_model("b" * 20) is not None and kept_model("a" * 20) is None
+
+
+def test_every_exported_model_carries_its_card_with_the_interval_and_the_parity_measured(trained):
+    result, root = trained
+    onnx_path = export_model(result, root / "card.onnx")
+    card = json.loads(ort.InferenceSession(str(onnx_path)).get_modelmeta().custom_metadata_map["model_card"])
+    run = result.runs["finetune"]
+    assert card["classes"] == ["astronaut", "cat", "coffee"] and card["trained_per_class"] == dict.fromkeys(
+        card["classes"], 6
+    )
+    assert card["test_accuracy"] == pytest.approx(run.test_accuracy)
+    assert card["test_low"] <= card["test_accuracy"] <= card["test_high"] and card["test_low"] < card["test_high"]
+    assert "ImageNet" in card["pretrained"] and card["freeze_depth"] == 5
+    mistakes = int((run.test_predictions != result.data.test_labels).sum())
+    assert sum(n for _, _, n in card["confusions"]) <= mistakes and (mistakes == 0) == (card["confusions"] == [])
+    parity = card["parity"]
+    assert parity["format"] == "onnx" and parity["images"] == min(32, len(result.data.test_labels))
+    assert parity["largest_difference"] < 1e-4 and parity["classes_agree"]
+    text = (root / "card.onnx.md").read_text()
+    assert f"{card['test_accuracy']:.1%} on {card['test_images']} held-out images (95% interval" in text
+    assert "every predicted class agreed" in text and "**Parity** (onnx" in text
+    # TorchScript and the checkpoint carry it too.
+    export_model(result, root / "card.torchscript")
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(root / "card.torchscript"), _extra_files=extra)
+    assert json.loads(json.loads(extra["metadata.json"])["model_card"])["parity"]["format"] == "torchscript"
+    export_model(result, root / "card.pt")
+    assert load_model(root / "card.pt").card.classes == card["classes"] and (root / "card.pt.md").is_file()
+
+
+def test_compare_export_writes_the_card_beside_the_model(tiny, tmp_path, capsys):
+    from transferlab.__main__ import main
+
+    argv = ["compare", "--dataset", "test_blobs", "--backbone", "test_tiny", "--per-class", "8", "--freeze-depth", "1"]
+    assert main([*argv, "--epochs", "2", "--export", str(tmp_path / "blobs.onnx")]) == 0
+    assert f"its model card to {tmp_path / 'blobs.onnx'}.md" in capsys.readouterr().err
+    meta = ort.InferenceSession(str(tmp_path / "blobs.onnx")).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["model_card"])["parity"]["classes_agree"]
+    assert "**Parity** (onnx" in (tmp_path / "blobs.onnx.md").read_text()

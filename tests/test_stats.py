@@ -154,3 +154,13 @@ def test_still_improving_fires_on_real_rising_curves_under_the_cosine_schedule_a
     # The old rule (last point the best, 2 points above the point two thirds in) missed the rising one.
     acc = lesson[lesson.arm == "scratch"].accuracy.to_numpy()
     assert not (acc[-1] >= acc.max() and acc[-1] - acc[round(len(acc) * 2 / 3) - 1] >= 0.02)
+
+
+def test_one_accuracy_has_a_wilson_interval_that_stays_open_at_the_extremes():
+    from transferlab.stats import accuracy_interval
+
+    assert accuracy_interval([True] * 80 + [False] * 20) == pytest.approx((0.8, 0.7112, 0.8666), abs=1e-4)
+    all_right = accuracy_interval([True] * 12)
+    assert all_right[0] == all_right[2] == 1.0 and all_right[1] == pytest.approx(0.7575, abs=1e-4)
+    with pytest.raises(ValueError, match="correctness"):
+        accuracy_interval([])

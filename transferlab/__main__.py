@@ -299,7 +299,8 @@ def cmd_compare(args) -> None:
     if args.export:
         from .serve.export import export_model
 
-        print(f"saved the finetune model to {export_model(result, args.export)}", file=sys.stderr)
+        saved = export_model(result, args.export)
+        print(f"saved the finetune model to {saved}, and its model card to {saved}.md", file=sys.stderr)
     if args.json:
         rows = result.table.set_index("arm").to_dict(orient="index")
         out = {"config": asdict(config), "device": result.table.device[0], "arms": rows, "verdict": result.verdict()}

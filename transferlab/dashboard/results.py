@@ -98,13 +98,17 @@ def take_away_ui(job: Job) -> None:
         return  # only image classifiers are exported
     st.markdown("#### Take the fine-tuned model away")
     key = job.outcome.unit_key("finetune")
-    if kept_model(key) is None:
+    if (kept := kept_model(key)) is None:
         st.caption("This comparison's model is no longer kept on the server: run it again to download it.")
         return
     st.caption(
         "It takes an RGB photo of any size as uint8 (height, width, 3) and returns the probability of each "
-        "class; the class names are in its metadata. The README shows how to run it with onnxruntime and Pillow."
+        "class; its model card (below) is in its metadata and in the .md file beside it. The README shows how "
+        "to run it with onnxruntime and Pillow."
     )
+    if (card := kept.with_name(f"{kept.name}.md")).is_file():
+        with st.expander("Its model card", expanded=True):
+            st.markdown(card.read_text().split("\n", 1)[1])  # less the title: the comparison's is above
     c = job.config
     stem = f"{dataset_label(c.dataset).split(' ')[0]}-{c.backbone}-k{c.freeze_depth}"
     for col, suffix in zip(st.columns(2), (".onnx", ".torchscript")):
@@ -118,6 +122,9 @@ def export_ui(key: str, file_name: str, suffix: str) -> None:
     made = exported_path(key, suffix)
     if made.is_file():
         st.download_button(f"Download {file_name}", made.read_bytes, file_name=file_name, key=f"download-{key}{suffix}")
+        card = made.with_name(f"{made.name}.md")
+        parity = [line for line in card.read_text().splitlines() if "**Parity**" in line] if card.is_file() else []
+        st.caption(parity[0].removeprefix("- ") if parity else "")
         return
     tasks = st.session_state.setdefault("exports", {})
     task = tasks.get((key, suffix))

@@ -40,6 +40,7 @@ from ..errors import ConfigError
 from ..models.registry import BlockNet, create_backbone, get_spec
 from ..training.comparison import ComparisonResult
 from ..training.config import ExperimentConfig
+from .card import PARITY_IMAGES, ModelCard, card_of, parity
 
 __all__ = ["Classifier", "Deployable", "export_model", "keep_model", "kept_model", "load_model"]
 
@@ -78,6 +79,7 @@ class Classifier:
     test_accuracy: float
     stored_size: int  # the side of the dataset's images (a photo is made into one of these first)
     grey: bool  # the dataset's images are grey
+    card: ModelCard | None = None  # what it is and how good (`transferlab.serve.card`)
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
@@ -112,17 +114,47 @@ class Classifier:
             "dataset": self.config.get("dataset", ""),
             "test_accuracy": f"{self.test_accuracy:.4f}",
             "made_by": "transferlab",
-        }
+        } | ({"model_card": self.card.to_json()} if self.card else {})
 
     def export(self, path: str | Path, format: str | None = None) -> Path:
-        """Write the model as ONNX (.onnx) or TorchScript (.torchscript), whole or not at all."""
+        """Write the model as ONNX (.onnx) or TorchScript (.torchscript), whole or not at all; with
+        a card, measure the file's parity with the engine on held-out images and write the card
+        into the file and beside it (shoes.onnx -> shoes.onnx.md)."""
         path = Path(path)
         format = format or export_format(path)
         if format not in ("onnx", "torchscript"):
             raise ConfigError(f"{format!r}: a model is exported as 'onnx' or 'torchscript'")
+        write = _write_onnx if format == "onnx" else _write_torchscript
         with atomic_path(path) as tmp:
-            (_write_onnx if format == "onnx" else _write_torchscript)(self, tmp)
+            write(self, tmp)
+            if self.card is not None:
+                self.card.parity = measure_parity(self, tmp, format)
+                write(self, tmp)  # again, with the parity in its card
+        if self.card is not None:
+            self.card.write_beside(path)
         return path
+
+    def held_out(self) -> torch.Tensor:
+        """Test images of the dataset it was trained on, spread over the whole test split."""
+        from ..data.registry import load_dataset
+
+        images = load_dataset(self.config["dataset"], root=self.config.get("root")).test_images
+        return images[torch.linspace(0, len(images) - 1, min(len(images), PARITY_IMAGES)).long()]
+
+
+def measure_parity(classifier: Classifier, path: Path, format: str) -> dict:
+    """The exported file at `path` against the engine, on the dataset's held-out images (`parity`)."""
+    if format == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path))
+        answer = lambda photo: session.run(None, {"image": photo})[0]  # noqa: E731
+    else:
+        loaded = torch.jit.load(str(path))
+        answer = lambda photo: loaded(torch.from_numpy(photo)).detach().numpy()  # noqa: E731
+    deployable = classifier.deployable()
+    with torch.no_grad():
+        return parity(deployable, answer, classifier.held_out(), format)
 
 
 def export_format(path: str | Path) -> str:
@@ -191,6 +223,7 @@ def classifier_of(result: ComparisonResult, arm: str = "finetune") -> Classifier
         float(run.test_accuracy),
         int(ds.train_images.shape[-1]),
         int(ds.train_images.shape[1]) == 1,
+        card_of(result, arm),
     )
 
 
@@ -199,7 +232,9 @@ def export_model(result: ComparisonResult, path: str | Path, arm: str = "finetun
     classifier, path = classifier_of(result, arm), Path(path)
     if export_format(path) != "checkpoint":
         return classifier.export(path)
-    return save_checkpoint(classifier, path)
+    save_checkpoint(classifier, path)
+    classifier.card.write_beside(path)
+    return path
 
 
 def save_checkpoint(classifier: Classifier, path: str | Path) -> Path:
@@ -214,6 +249,7 @@ def save_checkpoint(classifier: Classifier, path: str | Path) -> Path:
         "test_accuracy": c.test_accuracy,
         "stored_size": c.stored_size,
         "grey": c.grey,
+        "card": c.card.to_json() if c.card else "",
         "state_dict": {k: v.detach().cpu() for k, v in c.model.state_dict().items()},
     }
     path = Path(path)
@@ -243,6 +279,7 @@ def load_model(path: str | Path) -> Classifier:
         float(payload["test_accuracy"]),
         int(payload.get("stored_size", size)),
         bool(payload.get("grey", False)),
+        ModelCard.from_json(payload["card"]) if payload.get("card") else None,
     )
 
 
@@ -271,7 +308,9 @@ def keep_model(result: ComparisonResult, key: str, arm: str = "finetune") -> Pat
     (or it reads text: only image classifiers are exported)."""
     if arm not in result.runs or result.stopped or result.data.dataset.modality != "image":
         return None
-    path = save_checkpoint(classifier_of(result, arm), data_dir() / "models" / f"{key}.pt")
+    classifier = classifier_of(result, arm)
+    path = save_checkpoint(classifier, data_dir() / "models" / f"{key}.pt")
+    classifier.card.write_beside(path)  # KEY.pt.md: the page shows it before the download
     budget = int(os.environ.get("TRANSFERLAB_KEEP_MODELS_MB", KEEP_MB)) << 20
     kept = sorted(path.parent.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
     total = 0
@@ -279,6 +318,7 @@ def keep_model(result: ComparisonResult, key: str, arm: str = "finetune") -> Pat
         total += old.stat().st_size
         if total > budget and old != path:
             old.unlink(missing_ok=True)
+            old.with_name(f"{old.name}.md").unlink(missing_ok=True)
             for made in (data_dir() / "exports").glob(f"{old.stem}.*"):  # its ONNX and TorchScript files
                 made.unlink(missing_ok=True)
     return path
