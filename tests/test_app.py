@@ -19,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.waiting import wait_until
-from transferlab import backbone_status, list_backbones
+from transferlab import Prediction, backbone_status, list_backbones
 from transferlab.serve.job import DONE, RUNNING, STOPPED
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -353,10 +353,13 @@ def test_the_class_board_shows_the_queue_the_verdicts_and_the_transfer_map(app):
 
 def test_a_gpu_gets_bigger_defaults(monkeypatch):
     """On a GPU the page starts at 200 images per class and 224 px (CI has none: pretend)."""
-    import transferlab
+    import transferlab.dashboard.live
+    import transferlab.dashboard.page
+    import transferlab.dashboard.server
 
-    monkeypatch.setattr(transferlab, "pick_device", lambda name="auto": torch.device("cuda"))
-    monkeypatch.setattr(transferlab, "device_name", lambda device: "NVIDIA Pretend GPU")
+    for part in (transferlab.dashboard.page, transferlab.dashboard.live, transferlab.dashboard.server):
+        monkeypatch.setattr(part, "pick_device", lambda name="auto": torch.device("cuda"))
+    monkeypatch.setattr(transferlab.dashboard.page, "device_name", lambda device: "NVIDIA Pretend GPU")
     at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT).run()
     assert not at.exception
     assert at.select_slider(key="per_class").value == 200
@@ -572,3 +575,31 @@ def test_imports_and_exports_are_done_by_a_worker_and_shown_when_they_end(app):
     labels = [b.proto.label for b in app.get("download_button")]
     assert "Download test_blobs-test_tiny-k3.onnx" in labels, labels
     assert any("**Parity** (onnx" in c and "every predicted class agreed" in c for c in app.caption.values)
+
+
+def test_a_prediction_made_before_run_is_told_back_after_the_verdict_and_shown_on_the_board(app):
+    use_tiny(app, steps=15, per_class=2)
+    app.segmented_control(key="guess_winner").set_value("finetune").run()
+    app.number_input(key="guess_points").set_value(30).run()
+    done = run_to_the_end(app)
+    told = [i.value for i in app.info if i.value.startswith("You predicted finetune by about 30 points. It came out: ")]
+    assert told, [i.value for i in app.info]
+    assert told[0].endswith(Prediction("finetune", 30.0).against(done.outcome).split(". It came out: ")[1])
+    board = open_page(view="board")
+    board.selectbox(key="board-question").set_value(done.key).run()
+    figure = chart(board, "board-predictions")
+    assert figure["data"][0]["type"] == "histogram" and 30 in figure["data"][0]["x"]
+    summary = next(c for c in board.caption.values if "prediction(s):" in c)
+    assert "finetune ahead" in summary and "The result: " in summary
+    # Skipping it is allowed: no prediction, nothing told.
+    app.segmented_control(key="guess_winner").set_value(None).run()
+    app.number_input(key="seed").set_value(7).run()
+    again = run_to_the_end(app)
+    assert not [i for i in app.info if i.value.startswith("You predicted")]
+    assert server_store().prediction(again.key, app.session_state["sid"]) is None
+
+
+def server_store():
+    from transferlab.dashboard.server import run_store
+
+    return run_store()

@@ -46,6 +46,7 @@ _EXPORTS = {
     "device": ["device_name", "pick_device"],
     "errors": ["ConfigError", "StopTraining", "TrainingDiverged", "TransferlabError", "Unavailable"],
     "ready": ["Missing", "check_ready"],
+    "training.prediction": ["Prediction"],
     "serve.export": ["Classifier", "export_model", "load_model"],
     "training.features": ["feature_cache"],
     "data.folders": ["load_image", "load_image_folder"],

@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the fine-tuned model: .onnx, .torchscript, or .pt (a checkpoint for load_model)",
     )
     c.add_argument("--json", action="store_true", help="print a JSON result on stdout (progress goes to stderr)")
+    c.add_argument(
+        "--predict",
+        metavar="GUESS",
+        help="your prediction before it runs: the winner and by about how many points (finetune+20, scratch+5, tie)",
+    )
 
     z = sub.add_parser("zeroshot", help="classify a test split with no labels at all (text, or fashion_mnist)")
     z.add_argument("--dataset", default="wordnet")
@@ -286,9 +291,13 @@ def cmd_compare(args) -> None:
     from .errors import ConfigError
     from .training.callbacks import Printer
     from .training.comparison import compare
+    from .training.prediction import Prediction
     from .training.settings import config_from_arguments
 
     config = config_from_arguments(args)
+    guess = Prediction.parse(args.predict) if args.predict else None  # a bad guess is said before the training
+    if guess is not None and not {"finetune", "scratch"} <= set(args.arms.split(",")):
+        raise ConfigError("--predict judges finetune against scratch: include both in --arms")
     if args.export:  # a bad name is said before the training, not after it
         from .serve.export import export_format
 
@@ -309,6 +318,8 @@ def cmd_compare(args) -> None:
         if "finetune" in rows and "scratch" in rows:
             out["gap"] = result.gap
             out["gap_interval"] = result.difference("finetune", "scratch").as_dict()
+        if guess is not None:
+            out["prediction"] = {"predicted": str(guess), "against": guess.against(result)}
         print(json.dumps(out, indent=2))
     else:
         cols = [
@@ -330,6 +341,8 @@ def cmd_compare(args) -> None:
             )
         )
         print(result.verdict())
+        if guess is not None:
+            print(guess.against(result))
 
 
 def main(argv: list[str] | None = None) -> int:

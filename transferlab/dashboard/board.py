@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from transferlab import plots
+from transferlab.dashboard.predict import class_predictions_ui
 from transferlab.serve import DEFAULT_STEPS, EXPORT, Job, JobQueue, RunStore
 
 REFRESH_SECONDS = 4.0  # live enough for a projector; every redraw costs the page server CPU that training needs
@@ -144,6 +145,7 @@ def live_board(queue: JobQueue, store: RunStore) -> None:
         verdicts_ui(runs)
     with right:
         map_ui(runs)
+        class_predictions_ui(store, runs)
     running = [job for job in jobs if job.status == "running" and job.config and "/" not in job.config.dataset]
     curves_ui(running, runs, store)
 

@@ -31,6 +31,7 @@ from transferlab.dashboard.controls import (
     workload_note,
 )
 from transferlab.dashboard.live import live_ui
+from transferlab.dashboard.predict import prediction_ui
 from transferlab.dashboard.results import history_ui, result_ui
 from transferlab.dashboard.server import job_queue, max_work, run_store, session_id
 from transferlab.dashboard.uploads import UPLOAD, dataset_label, report_ui, upload_ui
@@ -98,11 +99,14 @@ def dashboard() -> None:
     job: Job | None = state.get("job") or next(iter(queue.jobs(sid, COMPARISON)), None)
     active = job is not None and job.active and sid in job.owners
     with run_area:
+        guess = prediction_ui()
         pressed = st.button("Run", type="primary", disabled=bool(problems or active), key="run", width="stretch")
         if (pressed or run_requested() or state.pop("run_now", False)) and not (problems or active):
             try:
                 job = queue.submit(config, arms, owner=sid)
                 active = job.active
+                if guess is not None:
+                    store.predict(job.key, sid, guess)
             except QueueFull as error:
                 st.error(str(error))
         if facts and not problems:
@@ -112,7 +116,7 @@ def dashboard() -> None:
     if active:
         live_ui(job)
     elif job is not None:
-        result_ui(job, sid)
+        result_ui(job, sid, store)
     history_ui(store, sid)
 
 

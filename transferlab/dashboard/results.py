@@ -13,12 +13,13 @@ from transferlab import dataset_modality, plots
 from transferlab.dashboard.address import share_link
 from transferlab.dashboard.controls import STEPS
 from transferlab.dashboard.live import curves_ui, run_title, x_axis_ui
+from transferlab.dashboard.predict import outcome_ui
 from transferlab.dashboard.server import job_queue
 from transferlab.dashboard.uploads import dataset_label
 from transferlab.serve import DEFAULT_STEPS, EXPORT, FAILED, QUEUED, Job, RunStore, exported_path, kept_model
 
 
-def result_ui(job: Job, sid: str) -> None:
+def result_ui(job: Job, sid: str, store: RunStore) -> None:
     """The verdict, the final curves, and where each arm goes wrong."""
     st.markdown(f"#### {run_title(job)}")
     if job.status == FAILED:
@@ -39,6 +40,7 @@ def result_ui(job: Job, sid: str) -> None:
         if job.started and job.submitted > job.started:  # finished before this session asked for it
             st.info("From the run store: this comparison was trained on this server before, so it is shown at once.")
         st.success(f"### {outcome.verdict()}")
+        outcome_ui(job, store, sid)
         longer_run_ui(job)
         table = outcome.table.set_index("arm")
         cols = st.columns(len(table) + 1)

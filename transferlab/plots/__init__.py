@@ -6,7 +6,7 @@ results against time and settings, `pictures` what a network sees and gets wrong
 every figure shares, `notebook` how figures are stored in a lesson.
 """
 
-from .choices import backbone_choice, multitask_bars
+from .choices import backbone_choice, multitask_bars, predictions_histogram
 from .curves import (
     accuracy_against,
     accuracy_bars,
@@ -50,6 +50,7 @@ __all__ = [
     "overlay_curves",
     "per_class_accuracy",
     "prediction_bars",
+    "predictions_histogram",
     "train_test_gap",
     "transfer_map",
     "transfer_points",

@@ -1,12 +1,15 @@
-"""Choices between set-ups: which backbone to start from, and whether tasks should share a network."""
+"""Choices: which backbone to start from, whether tasks should share a network, and what a class
+predicted before it ran a comparison."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import AXIS_TITLES, LAYOUT, _colour
+from .style import ARM_COLOURS, AXIS_TITLES, LAYOUT, _colour
 
 COST_TITLES = {
     "seconds": "seconds of training per run",
@@ -99,4 +102,24 @@ def multitask_bars(table: pd.DataFrame, title: str | None = None) -> go.Figure:
         **LAYOUT,
     )
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
+def predictions_histogram(
+    gaps: Sequence[float], result: tuple[float, float, float] | None = None, title: str = "What the class predicted"
+) -> go.Figure:
+    """The room's predicted gaps (finetune - scratch, points) as a histogram; with `result`
+    (gap, low, high in points), where the comparison came out: a line and its 95% interval."""
+    fig = go.Figure(go.Histogram(x=list(gaps), xbins=dict(size=5), marker_color="#7f7f7f", name="predictions"))
+    if result is not None:
+        gap, low, high = result
+        fig.add_vrect(x0=low, x1=high, fillcolor=ARM_COLOURS["finetune"], opacity=0.15, line_width=0)
+        fig.add_vline(x=gap, line_color=ARM_COLOURS["finetune"], line_width=3, annotation_text=f"result {gap:+.1f}")
+    fig.update_layout(
+        title=title,
+        xaxis_title="predicted gap: finetune - scratch (points; 0 is a tie)",
+        yaxis_title="sessions",
+        bargap=0.05,
+        **LAYOUT,
+    )
     return fig

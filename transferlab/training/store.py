@@ -32,6 +32,7 @@ from .._paths import atomic_path, data_dir
 from ..errors import TransferlabError
 from .config import ExperimentConfig
 from .outcome import Outcome
+from .prediction import Prediction
 
 __all__ = ["RunStore", "default_store_path"]
 
@@ -49,6 +50,10 @@ _SCHEMA = (
         comparison_id INTEGER NOT NULL REFERENCES comparisons (id) ON DELETE CASCADE,
         owner TEXT NOT NULL, added TEXT NOT NULL, UNIQUE (comparison_id, owner))""",
     "CREATE INDEX IF NOT EXISTS owners_owner ON owners (owner)",
+    # What a session predicted for a comparison (by its key) before it ran; one per session.
+    """CREATE TABLE IF NOT EXISTS predictions (
+        key TEXT NOT NULL, owner TEXT NOT NULL, winner TEXT NOT NULL, points REAL, a TEXT NOT NULL, b TEXT NOT NULL,
+        made TEXT NOT NULL, UNIQUE (key, owner))""",
 )
 _QUERIED = (
     "dataset",
@@ -309,6 +314,30 @@ class RunStore:
         """Let another session see a comparison; adding an owner twice changes nothing."""
         with self._connect() as db, self._transaction(db):
             db.execute("INSERT OR IGNORE INTO owners VALUES (?, ?, ?)", (comparison_id, owner, _now()))
+
+    def predict(self, key: str, owner: str, prediction: Prediction) -> None:
+        """Keep what `owner` predicted for the comparison `key` (a later one replaces it)."""
+        p = prediction
+        with self._connect() as db, self._transaction(db):
+            db.execute(
+                "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, owner, p.winner, p.points, p.a, p.b, _now()),
+            )
+
+    def prediction(self, key: str, owner: str) -> Prediction | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT winner, points, a, b FROM predictions WHERE key = ? AND owner = ?", (key, owner)
+            ).fetchone()
+        return Prediction(*row) if row else None
+
+    def predictions(self, key: str | None = None) -> pd.DataFrame:
+        """Every prediction (for the comparison `key` when given), newest first, with its `gap` in points."""
+        where, params = ("WHERE key = ?", [key]) if key is not None else ("", [])
+        with self._connect() as db:
+            frame = pd.read_sql_query(f"SELECT * FROM predictions {where} ORDER BY made DESC", db, params=params)
+        frame["gap"] = [Prediction(*row).gap for row in frame[["winner", "points", "a", "b"]].itertuples(index=False)]
+        return frame
 
     def load(self, comparison_id: int) -> Outcome:
         """The whole `Outcome` saved under this id. Raises `KeyError` if there is none."""
