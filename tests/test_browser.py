@@ -156,15 +156,23 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     expect(page.get_by_text("k = 5:")).to_be_visible()
     expect(run).to_be_enabled()
 
+    # Predict, then run: finetune, by about 20 points (the default size).
+    page.get_by_test_id("stButtonGroup").get_by_role("button", name="finetune", exact=True).click()
+    expect(page.get_by_label("By about how many points?")).to_be_enabled()
+
     cpu = cpu_by_role()
     run.click()
     started = time.monotonic()
     first_point = both_arms = None
     seen = set()  # how many points the finetune curve had, each time we looked
+    heard = []  # the curves' text summary, as the accessibility tree has it (a live region), each time we looked
+    summary = page.get_by_role("status").filter(has_text="steps")
     deadline = started + RUN_S
     while time.monotonic() < deadline:
         points = page.evaluate(ACCURACY_POINTS_JS)
         seen.add(points.get("finetune", 0))
+        if summary.count() and (said := summary.first.inner_text()) not in heard:
+            heard.append(said)
         if first_point is None and any(points.get(arm, 0) > 0 for arm in ("finetune", "scratch")):
             first_point = time.monotonic() - started
         if both_arms is None and points.get("finetune", 0) > 0 and points.get("scratch", 0) > 0:
@@ -184,6 +192,9 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     # The curves grew while training, point by point before the verdict, and end with all 15 points.
     assert first_point is not None and both_arms is not None and both_arms < verdict_s
     assert len(seen & set(range(1, 15))) >= 3, f"the finetune curve was seen with {sorted(seen)} points"
+    # The summary followed the curves: several different sentences before the verdict.
+    assert len(heard) >= 3 and all(h.startswith("After ") for h in heard), heard
+    expect(page.get_by_text("You predicted finetune by about 20 points. It came out: ")).to_be_visible()
     page.wait_for_function(
         f"() => {{ const p = ({ACCURACY_POINTS_JS})(); return p.finetune === 15 && p.scratch === 15; }}",
         timeout=30_000,
@@ -211,6 +222,10 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     }
     (ARTIFACTS / "browser.json").write_text(json.dumps(timings, indent=2))
     print(timings)
+    # The class board shows the prediction beside where the result fell.
+    page.goto(page.url.split("?")[0] + "?view=board")
+    expect(page.get_by_text("What the class predicted")).to_be_visible(timeout=PAGE_LOAD_S * 1000)
+    expect(page.get_by_text("1 prediction(s): 1 finetune ahead")).to_be_visible()
 
 
 ROLES = {"page server": "streamlit run", "worker": "transferlab.serve.worker", "browser": "chromium"}

@@ -131,9 +131,41 @@ def test_an_arm_measured_once_is_a_dashed_level_and_levels_sit_beside_curves():
     )  # fmt: skip
     fig = plots.learning_curves(history)
     level = next(t for t in fig.data if t.name == "tfidf")
-    assert level.line.dash == "dash" and list(level.x) == [0, 30] and list(level.y) == [0.3, 0.3]
-    assert next(t for t in fig.data if t.name == "finetune").line.dash is None
+    assert level.line.dash == "dashdot" and list(level.x) == [0, 30] and list(level.y) == [0.3, 0.3]
+    assert next(t for t in fig.data if t.name == "finetune").line.dash == "solid"
     table = pd.DataFrame({"arm": "finetune", "per_class": [2, 8, 32], "test_accuracy": [0.5, 0.7, 0.8]})
     fig = plots.accuracy_against(table, x="per_class", levels={"zero-shot (names)": 0.6})
     zero = next(t for t in fig.data if t.name == "zero-shot (names)")
     assert list(zero.x) == [2, 32] and list(zero.y) == [0.6, 0.6] and zero.line.dash == "dash"
+
+
+def test_arms_differ_by_line_style_and_marker_and_the_palette_is_colour_blind_safe():
+    history = pd.DataFrame(
+        {"arm": ["finetune", "finetune", "scratch", "scratch"], "step": [10, 20, 10, 20], "split": "val",
+         "accuracy": [0.5, 0.66, 0.2, 0.24], "loss": [1.0, 0.8, 2.0, 1.9]}
+    )  # fmt: skip
+    fig = plots.learning_curves(history)
+    styles = {t.name: (t.line.dash, t.marker.symbol, t.line.color) for t in fig.data}
+    assert styles["finetune"][:2] == ("solid", "circle") and styles["scratch"][:2] == ("dash", "square")
+    okabe_ito = {"#0072B2", "#D55E00", "#009E73", "#999999", "#CC79A7", "#E69F00", "#56B4E9", "#BBBBBB"}
+    assert set(plots.ARM_COLOURS.values()) <= okabe_ito
+
+
+def test_the_curves_read_aloud_in_one_sentence_that_follows_them():
+    history = pd.DataFrame(
+        {"arm": ["finetune", "scratch", "finetune", "scratch"], "step": [20, 20, 40, 40], "split": "val",
+         "accuracy": [0.5, 0.2, 0.66, 0.24], "loss": [1.0, 2.0, 0.8, 1.9]}
+    )  # fmt: skip
+    assert plots.curves_summary(history.head(2), 60) == (
+        "After 20 of 60 steps: finetune 50% on validation, scratch 20%; finetune ahead of scratch by 30 points."
+    )
+    assert plots.curves_summary(history, 60).startswith(
+        "After 40 of 60 steps: finetune 66% on validation, scratch 24%;"
+    )
+    assert plots.curves_summary(history, 60).endswith("finetune ahead of scratch by 42 points.")
+    assert "validation loss finetune 0.80, scratch 1.90" in plots.curves_summary(history, 60, "loss")
+    tested = pd.concat(
+        [history, pd.DataFrame({"arm": ["finetune"], "step": [60], "split": ["test"], "accuracy": [0.7]})]
+    )
+    assert plots.curves_summary(tested, 60).endswith("Test split: finetune 70.0%.")
+    assert plots.curves_summary(history.iloc[0:0]).startswith("No validation point yet")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -39,6 +41,9 @@ def x_axis_ui() -> str:
 def curves_ui(job: Job, x: str) -> None:
     """Validation accuracy and loss of both arms, side by side (a star: the test split, at the end)."""
     history = job.history()
+    summary = html.escape(plots.curves_summary(history, job.steps or None))
+    # A live region: a screen reader hears the curves as they move, and a sighted reader can skip the charts.
+    st.markdown(f'<p class="curves-summary" role="status" aria-live="polite">{summary}</p>', unsafe_allow_html=True)
     left, right = st.columns(2)
     for column, metric in ((left, "accuracy"), (right, "loss")):
         fig = curve_figure(job.id, len(history), x, metric, job.steps, history)

@@ -10,6 +10,35 @@ import plotly.graph_objects as go
 
 from .style import AXIS_TITLES, LAYOUT, _colour, _curve_layout
 
+# Arms differ by line style and marker as well as by colour: a chart read without colour still tells them apart.
+ARM_DASHES = {"finetune": "solid", "scratch": "dash", "probe": "dot", "scratch_tuned": "longdash"}
+ARM_MARKERS = {"finetune": "circle", "scratch": "square", "probe": "diamond", "scratch_tuned": "triangle-up"}
+
+
+def curves_summary(history: pd.DataFrame, total_steps: int | None = None, metric: str = "accuracy") -> str:
+    """`learning_curves` in one sentence, for a screen reader and for whoever cannot see the chart:
+    "After 40 of 60 steps: finetune 66% on validation, scratch 24%; finetune ahead by 42 points."
+    The lead is the latest validation points' difference, not a verdict (that comes from the test split)."""
+    val = history[history.split == "val"]
+    if val.empty:
+        return "No validation point yet: the curves start at the first one."
+    latest = val.groupby("arm", sort=False).last()
+    step = int(val.step.max())
+    when = f"After {step:,} of {total_steps:,} steps" if total_steps else f"After {step:,} steps"
+    if metric == "loss":
+        said = ", ".join(f"{arm} {row.loss:.2f}" for arm, row in latest.iterrows())
+        return f"{when}: validation loss {said} (lower is better)."
+    said = [f"{arm} {row.accuracy:.0%}" for arm, row in latest.iterrows()]
+    text = f"{when}: {said[0]} on validation" + "".join(f", {s}" for s in said[1:])
+    if len(latest) >= 2:
+        ranked = latest.accuracy.sort_values(ascending=False)
+        lead = (ranked.iloc[0] - ranked.iloc[1]) * 100
+        text += f"; {ranked.index[0]} ahead of {ranked.index[1]} by {lead:.0f} points" if lead >= 0.5 else "; level"
+    test = history[history.split == "test"]
+    if len(test):
+        text += ". Test split: " + ", ".join(f"{r.arm} {r.accuracy:.1%}" for r in test.itertuples())
+    return text + "."
+
 
 def learning_curves(
     history: pd.DataFrame, x: str = "step", metric: str = "accuracy", title: str | None = None
@@ -36,7 +65,8 @@ def learning_curves(
                 y=list(curve[metric]) * 2 if level else curve[metric],
                 mode="lines" if level else "lines+markers",
                 name=arm,
-                line=dict(color=colour, width=3, dash="dash" if level else None),
+                line=dict(color=colour, width=3, dash="dashdot" if level else ARM_DASHES.get(arm, "solid")),
+                marker=dict(symbol=ARM_MARKERS.get(arm, "circle")),
                 legendgroup=arm,
             )
         )
@@ -66,9 +96,6 @@ def combine_histories(histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["arm", "run", "base_arm"])
     return pd.concat(frames, ignore_index=True)
-
-
-ARM_DASHES = {"finetune": "solid", "scratch": "dash", "probe": "dot"}
 
 
 def overlay_curves(

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+# The Okabe-Ito palette: told apart with every common colour-vision deficiency (and in grey, by
+# the curves' line styles and markers, `curves.ARM_DASHES`).
 ARM_COLOURS = {
-    "finetune": "#1f77b4",
-    "scratch": "#d62728",
-    "probe": "#2ca02c",
-    "pixels": "#7f7f7f",
-    "tfidf": "#8c564b",
-    "source": "#9467bd",
-    "centroid": "#ff7f0e",
-    "train": "#9e9e9e",
+    "finetune": "#0072B2",  # blue
+    "scratch": "#D55E00",  # vermillion
+    "probe": "#009E73",  # bluish green
+    "pixels": "#999999",  # grey
+    "tfidf": "#CC79A7",  # reddish purple
+    "source": "#56B4E9",  # sky blue
+    "centroid": "#E69F00",  # orange
+    "train": "#BBBBBB",  # light grey
 }
 AXIS_TITLES = {
     "step": "optimiser step",
@@ -28,7 +30,7 @@ LAYOUT = dict(template="plotly_white", font=dict(size=15), margin=dict(l=60, r=2
 
 
 def _colour(arm: str, i: int) -> str:
-    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+    palette = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999999", "#F0E442")
     return ARM_COLOURS.get(arm, palette[i % len(palette)])
 
 
