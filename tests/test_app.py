@@ -594,7 +594,10 @@ def test_a_prediction_made_before_run_is_told_back_after_the_verdict_and_shown_o
     # Skipping it is allowed: no prediction, nothing told.
     app.segmented_control(key="guess_winner").set_value(None).run()
     app.number_input(key="seed").set_value(7).run()
+    # The cost before the run, from what the worker measured on the first one; and after it, beside the time taken.
+    assert any(c.startswith("Time: about ") and "measured here" in c for c in app.caption.values), app.caption.values
     again = run_to_the_end(app)
+    assert any(c.startswith("Took ") and "s before it ran" in c for c in app.caption.values)
     assert not [i for i in app.info if i.value.startswith("You predicted")]
     assert server_store().prediction(again.key, app.session_state["sid"]) is None
 

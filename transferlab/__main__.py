@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
@@ -288,11 +289,13 @@ def cmd_multitask(args) -> None:
 
 
 def cmd_compare(args) -> None:
+    from .device import device_name, pick_device
     from .errors import ConfigError
     from .training.callbacks import Printer
     from .training.comparison import compare
     from .training.prediction import Prediction
     from .training.settings import config_from_arguments
+    from .training.speed import estimate_seconds
 
     config = config_from_arguments(args)
     guess = Prediction.parse(args.predict) if args.predict else None  # a bad guess is said before the training
@@ -304,7 +307,13 @@ def cmd_compare(args) -> None:
         export_format(args.export)
         if "finetune" not in args.arms.split(","):
             raise ConfigError("--export saves the finetune arm: include it in --arms")
-    result = compare(config, arms=args.arms.split(","), callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
+    arms = args.arms.split(",")
+    estimate = estimate_seconds(config, arms, device_name(pick_device(config.device)))
+    print(f"estimated: {estimate}" if estimate else "no estimate yet: nothing like it measured here", file=sys.stderr)
+    started = time.perf_counter()
+    result = compare(config, arms=arms, callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
+    took = time.perf_counter() - started
+    print(f"took {took:.0f} s" + (f" (estimated {estimate.seconds:.0f} s)" if estimate else ""), file=sys.stderr)
     if args.export:
         from .serve.export import export_model
 

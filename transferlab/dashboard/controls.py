@@ -31,7 +31,15 @@ from transferlab import (
 from transferlab import dataset_facts as engine_dataset_facts
 from transferlab.dashboard.server import shared_server, typed_folders
 from transferlab.dashboard.uploads import UPLOAD, dataset_label, delete_ui, own_datasets, select_pending_upload
-from transferlab.serve import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS, describe_dataset, val_count
+from transferlab.serve import (
+    DEFAULT_STEPS,
+    PATIENCE_CAP,
+    TUNED_LRS,
+    JobQueue,
+    describe_dataset,
+    estimate_seconds,
+    val_count,
+)
 
 DEFAULT_BACKBONE, DEFAULT_DATASET = "efficientnet_lite0", "fashion_mnist"
 DEFAULT_BACKBONES = {"image": DEFAULT_BACKBONE, "text": "minilm_l6"}  # the first offered per kind of data
@@ -343,6 +351,14 @@ def train_images(config: ExperimentConfig, facts: DatasetFacts) -> int:
     if config.per_class:
         return config.per_class * len(facts.classes)
     return facts.train - sum(val_count(n, config.val_per_class) for n in facts.train_counts)
+
+
+def run_estimate(queue: JobQueue, config: ExperimentConfig, arms: tuple[str, ...], facts: DatasetFacts):
+    """How long Run will train on the server's workers, from what they measured (None: nothing yet)."""
+    if queue.worker_device is None:
+        return None
+    steps = plan(config, train_images(config, facts)).steps
+    return estimate_seconds(config, arms, queue.worker_device, steps, separately=True)
 
 
 def workload_note(config: ExperimentConfig, facts: DatasetFacts, dev: torch.device) -> str:

@@ -27,6 +27,7 @@ from transferlab.dashboard.controls import (
     comparison_arms,
     defaults_for,
     experiment_ui,
+    run_estimate,
     source_ui,
     workload_note,
 )
@@ -98,6 +99,7 @@ def dashboard() -> None:
     # This session's comparison: the one it ran last, or after a reload the one it still has in the queue.
     job: Job | None = state.get("job") or next(iter(queue.jobs(sid, COMPARISON)), None)
     active = job is not None and job.active and sid in job.owners
+    estimate = run_estimate(queue, config, arms, facts) if facts and not problems else None
     with run_area:
         guess = prediction_ui()
         pressed = st.button("Run", type="primary", disabled=bool(problems or active), key="run", width="stretch")
@@ -107,10 +109,12 @@ def dashboard() -> None:
                 active = job.active
                 if guess is not None:
                     store.predict(job.key, sid, guess)
+                state.setdefault("estimates", {})[job.key] = estimate
             except QueueFull as error:
                 st.error(str(error))
         if facts and not problems:
             st.caption(workload_note(config, facts, dev))
+            st.caption(f"Time: {estimate}." if estimate else "Time: no estimate yet; the first run measures it.")
     state.job = job
 
     if active:

@@ -41,6 +41,8 @@ def result_ui(job: Job, sid: str, store: RunStore) -> None:
             st.info("From the run store: this comparison was trained on this server before, so it is shown at once.")
         st.success(f"### {outcome.verdict()}")
         outcome_ui(job, store, sid)
+        if not job.reused and (estimate := st.session_state.get("estimates", {}).get(job.key)):
+            st.caption(f"Took {job.elapsed:.0f} s; estimated {estimate.seconds:.0f} s before it ran.")
         longer_run_ui(job)
         table = outcome.table.set_index("arm")
         cols = st.columns(len(table) + 1)

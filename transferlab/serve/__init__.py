@@ -9,6 +9,7 @@ from ..data.registry import describe_dataset
 from ..studies.grid import Grid, map_table
 from ..training.config import DEFAULT_STEPS, PATIENCE_CAP, TUNED_LRS
 from ..training.settings import SETTINGS
+from ..training.speed import estimate_seconds
 from ..training.splits import val_count
 from ..training.store import RunStore, default_store_path
 from .export import kept_model, load_model
@@ -41,6 +42,7 @@ __all__ = [
     "data_dir",
     "default_store_path",
     "delete_imported",
+    "estimate_seconds",
     "describe_dataset",
     "exported_path",
     "kept_model",

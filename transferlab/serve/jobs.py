@@ -55,7 +55,7 @@ from .job import (
 )
 from .ray_workers import RayWorker, ray_workers
 from .turns import Turns
-from .worker import WorkerProcess, gpu_count
+from .worker import WorkerProcess, gpu_count, gpu_name
 
 __all__ = ["JobQueue", "QueueFull"]  # the job kinds and states are `transferlab.serve.job`'s
 
@@ -236,6 +236,11 @@ class JobQueue:
         if owner:
             with self._cond:
                 self._seen[owner] = time.monotonic()
+
+    @property
+    def worker_device(self) -> str | None:
+        """What a worker's runs say they trained on (`device_name`), for estimates; None on Ray."""
+        return None if self.ray else (gpu_name() if gpu_count() else f"CPU ({self.threads} threads)")
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (for measuring them)."""

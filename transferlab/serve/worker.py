@@ -264,6 +264,12 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m transferlab.serve.worker", description=__doc__.splitlines()[0])
     parser.add_argument("fd", type=int, help="this process's end of the socket pair to the server")

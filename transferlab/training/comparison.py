@@ -10,14 +10,16 @@ and a live chart shows them side by side.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..device import pick_device
+from ..device import device_name, pick_device
 from ..errors import ConfigError, StopTraining
 from ..stats import Difference, paired_difference
 from .arm_run import ArmRun
@@ -25,8 +27,11 @@ from .baselines import BaselineRun
 from .callbacks import Callback, History, StopOnEvent
 from .config import ARMS, Arm, ExperimentConfig, plan
 from .run import Run
+from .speed import record_speed
 from .splits import ExperimentData, prepare_data
 from .tuned import TunedRun
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ComparisonResult", "Verdicts", "compare", "pretrain", "resolve_arms", "still_improving"]
 
@@ -178,6 +183,7 @@ def compare(
     """
     config.validate()
     arms = resolve_arms(arms)
+    started = time.perf_counter()
     device = pick_device(config.device)
     data = prepare_data(config, device)
     plan(config, len(data.train_labels), max_work)
@@ -197,7 +203,12 @@ def compare(
         for it in pending:  # the others end too: their on_run_end runs now
             it.close()
     table = pd.DataFrame([run.row() for run in runs.values()])
-    return ComparisonResult(config, table, history.frame(), runs, data, stopped)
+    result = ComparisonResult(config, table, history.frame(), runs, data, stopped)
+    try:  # what this device measured, for the next estimate (`speed`); never worth failing a comparison
+        record_speed(result, time.perf_counter() - started, device_name(device))
+    except OSError as error:
+        log.warning("could not record the speed of this comparison: %s", error)
+    return result
 
 
 def pretrain(config: ExperimentConfig, callbacks: Sequence[Callback] = ()) -> tuple[dict, ComparisonResult]:
