@@ -1,0 +1,59 @@
+"""Checked exercises: a learner's results against a question, answered with what holds, what is
+missing and a hint, by the stats module's rule; never an error on a learner's settings."""
+
+from types import SimpleNamespace
+
+import pandas as pd
+
+from transferlab import ExperimentConfig
+from transferlab.stats import Difference
+from transferlab.studies.exercises import beats_beyond_noise, fair_chance, shallowest_within_noise, within_noise
+
+
+def result(per_class: int, low: float, high: float, improving=(), arms=("finetune", "scratch")):
+    """A stand-in comparison whose finetune - scratch interval is (low, high)."""
+    estimate = (low + high) / 2
+    return SimpleNamespace(
+        config=ExperimentConfig(per_class=per_class),
+        table=pd.DataFrame({"arm": list(arms)}),
+        stopped=False,
+        difference=lambda a, b: Difference(a, b, estimate, low, high, "paired bootstrap"),
+        improving=lambda: list(improving),
+    )
+
+
+def test_beats_beyond_noise_is_done_once_one_result_has_its_interval_above_zero():
+    tie = result(100, -0.01, 0.03)
+    check = beats_beyond_noise([tie])
+    assert not check.done and "none of your 1 comparison(s) has finetune ahead" in check.missing and check.hint
+    assert "n=100, k=4, seed 0, default steps: finetune and scratch are within noise" in check.right
+    check = beats_beyond_noise([tie, result(10, 0.2, 0.3)])
+    assert check.done and str(check).startswith("Done.") and "n=10" in check.right
+    assert "finetune beats scratch by 25.0 points" in check.right
+
+
+def test_within_noise_and_results_it_cannot_judge():
+    only_finetune = result(10, 0.2, 0.3, arms=("finetune",))
+    check = within_noise([only_finetune, result(10, 0.2, 0.3)], "finetune", "scratch")
+    assert not check.done and "Left out: n=10" in check.right and "one of finetune and scratch wins" in check.missing
+    assert within_noise([result(100, -0.01, 0.03)], "finetune", "scratch").done
+    assert not within_noise([], "probe", "finetune").done
+
+
+def test_fair_chance_asks_for_a_run_in_which_scratch_had_stopped_improving():
+    short = result(10, 0.2, 0.3, improving=("scratch",))
+    check = fair_chance([short])
+    assert not check.done and "still improving" in check.right and "patience=10" in check.hint
+    assert fair_chance([short, result(10, 0.1, 0.2)]).done
+
+
+def test_shallowest_within_noise_judges_the_learners_answer_over_seeds():
+    rows = [(k, s, acc) for k, accs in {0: (0.70, 0.71), 2: (0.80, 0.82), 4: (0.81, 0.80), 9: (0.60, 0.61)}.items()
+            for s, acc in enumerate(accs)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["freeze_depth", "seed", "val_accuracy"])
+    assert "shallowest of those is freeze_depth=2" in shallowest_within_noise(table).right
+    assert shallowest_within_noise(table, answer=2).done
+    wrong = shallowest_within_noise(table, answer=4)
+    assert not wrong.done and "freeze_depth=4 is within noise of the best, but not the shallowest" in wrong.missing
+    one_seed = shallowest_within_noise(table[table.seed == 0], answer=2)
+    assert not one_seed.done and "two seeds" in one_seed.right
