@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.address import NAMES, TUNED, values
 from transferlab import ExperimentConfig
-from transferlab.dashboard.address import NAMES, TUNED, values
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 

@@ -41,13 +41,13 @@ def open_page(cookie: str | None = None, **address) -> AppTest:
     from a browser whose session cookie holds that id (a reload, a new tab)."""
     from unittest import mock
 
-    import transferlab.dashboard.server
+    import dashboard.server
 
     at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT)
     for name, value in address.items():
         at.query_params[name] = str(value)
-    cookies = {transferlab.dashboard.server.COOKIE: cookie} if cookie else {}
-    with mock.patch.object(transferlab.dashboard.server, "browser_cookies", lambda: cookies):
+    cookies = {dashboard.server.COOKIE: cookie} if cookie else {}
+    with mock.patch.object(dashboard.server, "browser_cookies", lambda: cookies):
         at.run()
     assert not at.exception
     return at
@@ -319,7 +319,7 @@ def test_a_comparison_beyond_the_servers_cap_is_refused_with_what_to_change(app)
     app.select_slider(key="per_class").set_value("all").run()
     app.select_slider(key="steps").set_value(1920).run()  # 1 920 steps x 32 images = 61 440: under the cap
     assert not app.error
-    from transferlab.dashboard import server
+    from dashboard import server
 
     original = server.MAX_WORK["cpu"]
     server.MAX_WORK["cpu"] = 1_000
@@ -353,13 +353,10 @@ def test_the_class_board_shows_the_queue_the_verdicts_and_the_transfer_map(app):
 
 def test_a_gpu_gets_bigger_defaults(monkeypatch):
     """On a GPU the page starts at 200 images per class and 224 px (CI has none: pretend)."""
-    import transferlab.dashboard.live
-    import transferlab.dashboard.page
-    import transferlab.dashboard.server
+    import transferlab
 
-    for part in (transferlab.dashboard.page, transferlab.dashboard.live, transferlab.dashboard.server):
-        monkeypatch.setattr(part, "pick_device", lambda name="auto": torch.device("cuda"))
-    monkeypatch.setattr(transferlab.dashboard.page, "device_name", lambda device: "NVIDIA Pretend GPU")
+    monkeypatch.setattr(transferlab, "pick_device", lambda name="auto": torch.device("cuda"))
+    monkeypatch.setattr(transferlab, "device_name", lambda device: "NVIDIA Pretend GPU")
     at = AppTest.from_file(str(APP), default_timeout=SCRIPT_TIMEOUT).run()
     assert not at.exception
     assert at.select_slider(key="per_class").value == 200
@@ -368,7 +365,7 @@ def test_a_gpu_gets_bigger_defaults(monkeypatch):
 
 
 def server_queue():
-    from transferlab.dashboard.server import job_queue
+    from dashboard.server import job_queue
 
     return job_queue()
 
@@ -603,6 +600,6 @@ def test_a_prediction_made_before_run_is_told_back_after_the_verdict_and_shown_o
 
 
 def server_store():
-    from transferlab.dashboard.server import run_store
+    from dashboard.server import run_store
 
     return run_store()

@@ -13,8 +13,8 @@ ray = pytest.importorskip("ray")
 
 def test_the_dashboard_runs_a_comparison_on_ray_actors(monkeypatch, tmp_path):
     """`TRANSFERLAB_RAY_ADDRESS=local make app`, headless: the page's queue is made of Ray actors."""
+    from dashboard.server import job_queue, run_store
     from tests.test_app import open_page, run_to_the_end, use_tiny
-    from transferlab.dashboard.server import job_queue, run_store
     from transferlab.serve.ray_workers import RayWorker
 
     monkeypatch.setenv("TRANSFERLAB_RAY_ADDRESS", "local")

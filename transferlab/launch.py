@@ -4,11 +4,13 @@
     transferlab app --host 0.0.0.0       # serve a classroom
     transferlab lab                      # the lessons in JupyterLab
 
-The dashboard's Streamlit settings ship with it (`dashboard/streamlit.toml`) and are passed as
-options, so the page looks and behaves the same whatever folder it is started from. Installed
-from a wheel, the lessons are copied to a folder of the learner's own first (`--dir`, by default
-`transferlab-lessons` here), so that their edits are theirs; a notebook already there is never
-overwritten. In a clone, the lessons open where they are.
+The dashboard (`app.py` and `dashboard/` at the top of a clone) is not part of the engine, which
+never imports streamlit; a wheel carries it as files in `transferlab/_app/`, run by Streamlit from
+there. Its Streamlit settings (`dashboard/streamlit.toml`) are passed as options, so the page looks
+and behaves the same whatever folder it is started from. Installed from a wheel, the lessons are
+copied to a folder of the learner's own first (`--dir`, by default `transferlab-lessons` here), so
+that their edits are theirs; a notebook already there is never overwritten. In a clone, the
+lessons open where they are.
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ import sys
 import tomllib
 from pathlib import Path
 
-from ._paths import PROJECT_ROOT
+from ._paths import PROJECT_ROOT, in_clone
 
 PACKAGE = Path(__file__).resolve().parent
-PAGE = PACKAGE / "dashboard" / "page.py"
+# The page: the clone's app.py, or the copy a wheel carries (pyproject.toml maps it to transferlab/_app).
+PAGE = PROJECT_ROOT / "app.py" if in_clone() else PACKAGE / "_app" / "app.py"
 
 __all__ = ["app_command", "lab_command", "lessons_source"]
 
 
-def streamlit_options(path: Path = PACKAGE / "dashboard" / "streamlit.toml") -> list[str]:
+def streamlit_options(path: Path = PAGE.parent / "dashboard" / "streamlit.toml") -> list[str]:
     """The settings file as Streamlit's command-line options: [server] headless = true -> --server.headless=true."""
     options = []
     for section, values in tomllib.loads(path.read_text()).items():
@@ -46,8 +49,7 @@ def app_command(host: str = "127.0.0.1", port: int = 8501) -> list[str]:
 
 def lessons_source() -> Path:
     """Where the lessons are: the clone's `lessons/`, or the copy inside the installed package."""
-    clone = PROJECT_ROOT / "lessons"
-    return clone if clone.is_dir() else PACKAGE / "lessons"
+    return PROJECT_ROOT / "lessons" if in_clone() else PACKAGE / "lessons"
 
 
 def lab_command(folder: Path) -> list[str]:
@@ -73,7 +75,7 @@ def run_app(host: str, port: int) -> None:
 
 def run_lab(folder: str | None) -> None:
     source = lessons_source()
-    if folder is None and source.parent == PROJECT_ROOT:
+    if folder is None and in_clone():
         target = source  # a clone: the lessons where they are
     else:
         target = Path(folder or "transferlab-lessons").resolve()

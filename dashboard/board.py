@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard.predict import class_predictions_ui
 from transferlab import plots
-from transferlab.dashboard.predict import class_predictions_ui
 from transferlab.serve import DEFAULT_STEPS, EXPORT, Job, JobQueue, RunStore
 
 REFRESH_SECONDS = 4.0  # live enough for a projector; every redraw costs the page server CPU that training needs

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
+from dashboard.server import job_queue
 from transferlab import TransferlabError, load_dataset, plots
-from transferlab.dashboard.server import job_queue
 from transferlab.serve import (
     DONE,
     IMAGE_SUFFIXES,

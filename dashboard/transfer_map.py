@@ -15,9 +15,9 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from dashboard.controls import SIZES, STEPS, show_test_entries
+from dashboard.uploads import dataset_label, own_datasets
 from transferlab import ExperimentConfig, dataset_modality, get_spec, list_backbones, list_datasets, plots
-from transferlab.dashboard.controls import SIZES, STEPS, show_test_entries
-from transferlab.dashboard.uploads import dataset_label, own_datasets
 from transferlab.serve import DEFAULT_STEPS, DONE, FAILED, MAP_UNIT, Grid, Job, JobQueue, QueueFull, map_table
 
 MAX_UNITS = 120  # one session's map: on a 2-core CPU about as long as a lesson

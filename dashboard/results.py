@@ -9,13 +9,13 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from dashboard.address import share_link
+from dashboard.controls import STEPS
+from dashboard.live import curves_ui, run_title, x_axis_ui
+from dashboard.predict import outcome_ui
+from dashboard.server import job_queue
+from dashboard.uploads import dataset_label
 from transferlab import dataset_modality, plots
-from transferlab.dashboard.address import share_link
-from transferlab.dashboard.controls import STEPS
-from transferlab.dashboard.live import curves_ui, run_title, x_axis_ui
-from transferlab.dashboard.predict import outcome_ui
-from transferlab.dashboard.server import job_queue
-from transferlab.dashboard.uploads import dataset_label
 from transferlab.serve import DEFAULT_STEPS, EXPORT, FAILED, QUEUED, Job, RunStore, exported_path, kept_model
 
 

@@ -11,6 +11,8 @@ import streamlit as st
 import torch
 from streamlit.delta_generator import DeltaGenerator
 
+from dashboard.server import shared_server, typed_folders
+from dashboard.uploads import UPLOAD, dataset_label, delete_ui, own_datasets, select_pending_upload
 from transferlab import (
     ConfigError,
     DatasetFacts,
@@ -29,8 +31,6 @@ from transferlab import (
     plots,
 )
 from transferlab import dataset_facts as engine_dataset_facts
-from transferlab.dashboard.server import shared_server, typed_folders
-from transferlab.dashboard.uploads import UPLOAD, dataset_label, delete_ui, own_datasets, select_pending_upload
 from transferlab.serve import (
     DEFAULT_STEPS,
     PATIENCE_CAP,
