@@ -72,3 +72,13 @@ def test_compare_says_the_estimate_before_and_the_time_after(tiny, capsys):
     assert main([*argv, "--steps", "20", "--seed", "1"]) == 0
     second = capsys.readouterr().err
     assert "estimated: about " in second and "(estimated " in second
+
+
+def test_a_lessons_own_arms_and_the_baselines_are_measured_too(tiny):
+    from transferlab import Arm
+
+    longer = Arm("scratch, 10x steps", init="random", freeze="none", budget_mult=10)
+    compare(replace(tiny, epochs=None, steps=5), ["finetune", "pixels", longer])
+    measured = {m["arm"]: m for m in json.loads(book_path().read_text())["arms"]}
+    assert set(measured) == {"finetune", "pixels", "scratch, 10x steps"}
+    assert measured["scratch, 10x steps"]["steps"] == 50 and measured["pixels"]["steps"] == 0

@@ -206,8 +206,8 @@ def compare(
     result = ComparisonResult(config, table, history.frame(), runs, data, stopped)
     try:  # what this device measured, for the next estimate (`speed`); never worth failing a comparison
         record_speed(result, time.perf_counter() - started, device_name(device))
-    except OSError as error:
-        log.warning("could not record the speed of this comparison: %s", error)
+    except Exception:
+        log.exception("could not record the speed of this comparison")
     return result
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._paths import atomic_path, data_dir
-from .config import ARMS, DEFAULT_STEPS, ExperimentConfig
+from .config import ARMS, DEFAULT_STEPS, Arm, ExperimentConfig
 
 __all__ = ["Estimate", "estimate_seconds", "record_speed"]
 
@@ -47,10 +47,10 @@ def _read() -> dict:
         return {"arms": [], "overheads": []}
 
 
-def _arm(config: ExperimentConfig, arm: str, device: str) -> dict:
+def _arm(config: ExperimentConfig, arm: Arm, device: str) -> dict:
     """What decides an arm's cost per step here (the dataset size and depth are matched loosely)."""
-    depth = config.freeze_depth if ARMS[arm].uses_depth else 0
-    return {"device": device, "backbone": config.backbone, "arm": arm, "size": config.size,
+    depth = config.freeze_depth if arm.uses_depth else 0
+    return {"device": device, "backbone": config.backbone, "arm": arm.name, "size": config.size,
             "batch": config.batch_size, "depth": depth, "per_class": config.per_class or 0}  # fmt: skip
 
 
@@ -58,9 +58,12 @@ def record_speed(result, elapsed: float, device: str) -> None:
     """Add a finished comparison's measurements to the book (a stopped one measures nothing)."""
     if result.stopped:
         return
-    rows = result.table.set_index("arm")
-    arms = [_arm(result.config, arm, device) | {"steps": int(row.steps), "seconds": float(row.seconds)}
-            for arm, row in rows.iterrows()]  # fmt: skip
+    rows = result.table.set_index("arm")  # any arm, the lessons' own included: each is its run's `Arm`
+    arms = [
+        _arm(result.config, result.runs[name].arm, device)
+        | {"steps": int(row.steps) if row.steps == row.steps else 0, "seconds": float(row.seconds)}  # NaN: no steps
+        for name, row in rows.iterrows()
+    ]
     overhead = {"device": device, "backbone": result.config.backbone, "dataset": result.config.dataset,
                 "seconds": max(0.0, elapsed - float(rows.seconds.sum()))}  # fmt: skip
     book = _read()  # two workers finishing at once may each miss the other's lines: a measurement, not a record
@@ -98,7 +101,7 @@ def estimate_seconds(
     the loading and final test."""
     book = _read()
     steps = steps or config.steps or (0 if config.epochs else DEFAULT_STEPS)
-    parts = [_arm_seconds(_arm(config, arm, device), steps, book["arms"]) for arm in arms]
+    parts = [_arm_seconds(_arm(config, ARMS[arm], device), steps, book["arms"]) for arm in arms]
     if any(p is None for p in parts):
         return None
     overheads = [o["seconds"] for o in book["overheads"] if o["device"] == device and o["backbone"] == config.backbone]
