@@ -108,14 +108,18 @@ def test_predict_names_a_cat_first_for_a_cat_photo(tmp_path):
     assert len(out.splitlines()) == 6
 
 
-def test_make_lab_starts_kernels_that_import_the_engine():
-    # Jupyter starts each kernel in lessons/, so a relative PYTHONPATH would not find the engine.
+def test_make_lab_opens_the_clones_lessons_with_kernels_that_import_the_engine():
+    from transferlab.launch import lab_command, lessons_source
+
     root = Path(__file__).resolve().parents[1]
     dry = subprocess.run(["make", "-n", "-s", "lab"], cwd=root, capture_output=True, text=True, check=True).stdout
-    command = next(line for line in dry.splitlines() if "jupyter lab" in line)
-    pythonpath = next(word for word in command.split() if word.startswith("PYTHONPATH=")).split("=", 1)[1]
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": pythonpath}
+    assert "transferlab lab" in dry
+    assert lessons_source() == root / "lessons" and f"--notebook-dir={root / 'lessons'}" in lab_command(
+        lessons_source()
+    )
+    # Jupyter starts each kernel in lessons/, with no PYTHONPATH: the editable install finds the engine.
     probe = [sys.executable, "-c", "import transferlab; print(transferlab.__file__)"]
+    env = {"PATH": os.environ["PATH"]}
     out = subprocess.run(probe, cwd=root / "lessons", env=env, capture_output=True, text=True, check=True).stdout
     assert Path(out.strip()).parent == root / "transferlab"
 
