@@ -156,8 +156,10 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     expect(page.get_by_text("k = 5:")).to_be_visible()
     expect(run).to_be_enabled()
 
-    # Predict, then run: finetune, by about 20 points (the default size).
-    page.get_by_test_id("stButtonGroup").get_by_role("button", name="finetune", exact=True).click()
+    # Predict, then run: finetune, by about 20 points (the default size). The choice is a radio group.
+    winner = page.get_by_role("radiogroup", name="Which will win?").get_by_role("radio", name="finetune", exact=True)
+    winner.click()
+    expect(winner).to_have_attribute("aria-checked", "true")
     expect(page.get_by_label("By about how many points?")).to_be_enabled()
 
     cpu = cpu_by_role()
