@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import chart
 from dashboard.predict import class_predictions_ui
 from transferlab import plots
 from transferlab.serve import DEFAULT_STEPS, EXPORT, Job, JobQueue, RunStore
@@ -109,7 +110,7 @@ def curves_ui(running: list[Job], runs: pd.DataFrame, store: RunStore) -> None:
     histories = {label: h for label, h in histories.items() if not h.empty}
     if histories:
         fig = overlay_figure(tuple((label, len(h)) for label, h in histories.items()), histories)
-        st.plotly_chart(fig, theme=None, key="board-curves")
+        chart(fig, key="board-curves")
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -125,7 +126,7 @@ def map_ui(runs: pd.DataFrame) -> None:
     pairs = (both.backbone + " on " + both.dataset).value_counts()
     pair = st.selectbox("Transfer map of", list(pairs.index), key="board-pair")
     points = both[(both.backbone + " on " + both.dataset) == pair]
-    st.plotly_chart(map_figure(pair, tuple(points.id), points), theme=None, key="board-map")
+    chart(map_figure(pair, tuple(points.id), points), key="board-map")
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

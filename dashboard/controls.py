@@ -11,6 +11,7 @@ import streamlit as st
 import torch
 from streamlit.delta_generator import DeltaGenerator
 
+from dashboard.charts import chart
 from dashboard.server import shared_server, typed_folders
 from dashboard.uploads import UPLOAD, dataset_label, delete_ui, own_datasets, select_pending_upload
 from transferlab import (
@@ -270,7 +271,7 @@ def experiment_ui(backbone: str, num_classes: int, defaults: dict, ignored: list
         fig = plots.freeze_diagram(summary, title=f"k = {k}: {share:.0%} of parameters train")
         fig.update_layout(height=240, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=None, title_font_size=17)
         fig.update_xaxes(tickangle=-45)
-        st.plotly_chart(fig, theme=None, key="freeze-diagram", config={"displayModeBar": False})
+        chart(fig, key="freeze-diagram", config={"displayModeBar": False})
     settings = {
         "freeze_depth": k,
         "per_class": None if per_class == "all" else per_class,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import chart
 from transferlab import Prediction, plots
 from transferlab.serve import Job, RunStore
 
@@ -51,8 +52,7 @@ def class_predictions_ui(store: RunStore, runs: pd.DataFrame) -> None:
     if key in finished.index:
         row = finished.loc[key]
         result = (row.gap * 100, row.gap_low * 100, row.gap_high * 100)
-    st.plotly_chart(plots.predictions_histogram(gaps, result), theme=None, key="board-predictions")
-    st.caption(predictions_summary(gaps, result))
+    chart(plots.predictions_histogram(gaps, result), key="board-predictions")
 
 
 def question(key: str, finished: pd.DataFrame) -> str:
@@ -60,18 +60,3 @@ def question(key: str, finished: pd.DataFrame) -> str:
         return "a comparison still running"
     row = finished.loc[key]
     return f"{row.backbone} on {row.dataset}, k={row.freeze_depth}, {row.per_class or 'all'} per class"
-
-
-def predictions_summary(gaps: pd.Series, result: tuple[float, float, float] | None) -> str:
-    """The histogram in one sentence, for everyone who does not see it."""
-    said = (
-        f"{len(gaps)} prediction(s): {(gaps > 0).sum()} finetune ahead, {(gaps == 0).sum()} within noise, "
-        f"{(gaps < 0).sum()} scratch ahead; median {gaps.median():+.0f} points."
-    )
-    if result is None:
-        return said + " No result yet."
-    gap, low, high = result
-    right = ((gaps >= low) & (gaps <= high)).sum()
-    return (
-        said + f" The result: {gap:+.1f} points (95% interval {low:+.1f} to {high:+.1f}); {right} guess(es) inside it."
-    )

@@ -10,6 +10,7 @@ import streamlit as st
 import torch
 
 from dashboard.address import share_link
+from dashboard.charts import chart
 from dashboard.controls import STEPS
 from dashboard.live import curves_ui, run_title, x_axis_ui
 from dashboard.predict import outcome_ui
@@ -157,12 +158,12 @@ def details_ui(job: Job) -> None:
     )
     with per_class:
         fig = plots.per_class_accuracy(labels, predictions, classes)
-        st.plotly_chart(fig, theme=None, key=f"job{job.id}-per-class")
+        chart(fig, key=f"job{job.id}-per-class")
     with confusion:
         for col, (arm, preds) in zip(st.columns(len(predictions)), predictions.items()):
             fig = plots.confusion_matrix(labels, preds, classes, title=f"{arm}: confusion matrix")
             fig.update_layout(height=560)
-            col.plotly_chart(fig, theme=None, key=f"job{job.id}-confusion-{arm}")
+            chart(fig, key=f"job{job.id}-confusion-{arm}", where=col)
     with mistakes:
         for arm, (images, truth, preds) in outcome.mistakes.items():
             if images.dtype.kind == "U":  # a text dataset: the texts themselves
@@ -172,14 +173,14 @@ def details_ui(job: Job) -> None:
                 continue
             title = f"{arm}: test images it gets wrong"
             fig = plots.misclassified_grid(torch.from_numpy(images), truth, preds, classes, title=title)
-            st.plotly_chart(fig, theme=None, key=f"job{job.id}-mistakes-{arm}")
+            chart(fig, key=f"job{job.id}-mistakes-{arm}")
     with changed:
         if any(c.startswith("change:") for c in outcome.table.columns):  # older stored runs lack it
             st.caption(
                 "How far each block's weights moved during training, relative to where they started (the "
                 "pretrained weights for finetune, random ones for scratch). Frozen blocks did not move."
             )
-            st.plotly_chart(plots.weight_change(outcome.table), theme=None, key=f"job{job.id}-changed")
+            chart(plots.weight_change(outcome.table), key=f"job{job.id}-changed")
 
 
 HISTORY_COLUMNS = {
@@ -233,7 +234,7 @@ def history_ui(store: RunStore, sid: str) -> None:
         x = st.session_state.get("x_axis") or "step"
         histories = store.histories([labels[label] for label in chosen])
         fig = plots.overlay_curves({label: histories[labels[label]] for label in chosen}, x=x)
-        st.plotly_chart(fig, theme=None, key="overlay-chart")
+        chart(fig, key="overlay-chart")
 
 
 def runs_csv(store: RunStore, sid: str) -> bytes:

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import chart
 from dashboard.controls import SIZES, STEPS, show_test_entries
 from dashboard.uploads import dataset_label, own_datasets
 from transferlab import ExperimentConfig, dataset_modality, get_spec, list_backbones, list_datasets, plots
@@ -128,7 +129,7 @@ def map_ui(queue: JobQueue, sid: str, grid: Grid, jobs: dict[str, Job], cheap: d
     fig = plots.transfer_map(
         cells, value="gap" if show == "gap" else "test_accuracy", title=f"Transfer map: {SHOW[show]}"
     )
-    st.plotly_chart(fig, theme=None, key="map-heatmap")
+    chart(fig, key="map-heatmap")
     efficiency_ui(grid, table, cheap)
     cell_curves_ui(grid, table, done)
 
@@ -148,7 +149,7 @@ def efficiency_ui(grid: Grid, table: pd.DataFrame, cheap: dict[tuple, Job]) -> N
     fig = plots.accuracy_against(
         curve, x="per_class", log_x=True, title=f"Accuracy against images per class, k = {depth}"
     )
-    st.plotly_chart(fig, theme=None, key="map-efficiency")
+    chart(fig, key="map-efficiency")
 
 
 def cell_curves_ui(grid: Grid, table: pd.DataFrame, done: dict[str, Job]) -> None:
@@ -162,4 +163,4 @@ def cell_curves_ui(grid: Grid, table: pd.DataFrame, done: dict[str, Job]) -> Non
     )
     cell = next(c for c in grid.cells() if (c.freeze_depth, c.per_class, c.seed) == (k, n, seed))
     history = pd.concat([done[grid.unit(cell, arm).key].outcome.history for arm in grid.arms], ignore_index=True)
-    st.plotly_chart(plots.learning_curves(history), theme=None, key="map-cell-curves")
+    chart(plots.learning_curves(history), key="map-cell-curves")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import streamlit as st
 import torch
 
+from dashboard.charts import chart
 from dashboard.server import job_queue
 from transferlab import TransferlabError, load_dataset, plots
 from transferlab.serve import (
@@ -157,7 +158,7 @@ def report_ui(dataset: str) -> None:
         picks = [torch.nonzero(ds.train_labels == c).flatten()[:4] for c in range(ds.num_classes)]
         rows = torch.cat(picks)[:24]
         fig = plots.image_grid(ds.train_images[rows], [ds.classes[int(c)] for c in ds.train_labels[rows]])
-        st.plotly_chart(fig, theme=None, key="upload-thumbnails")
+        chart(fig, key="upload-thumbnails")
         if report.skipped:
             st.warning(f"{len(report.skipped)} file(s) left out:")
             st.dataframe({"file": [f for f, _ in report.skipped], "why": [w for _, w in report.skipped]})

@@ -7,6 +7,7 @@ live in `st.cache_resource`, one for this whole module, with the store in a temp
 """
 
 import base64
+import html
 import json
 import re
 from dataclasses import replace
@@ -100,6 +101,13 @@ def text(at: AppTest) -> str:
     return "\n".join(str(m.value) for m in at.markdown)
 
 
+def summaries(at) -> list[str]:
+    """The one-sentence summaries written under the charts (`dashboard.charts.chart`)."""
+    return [
+        html.unescape(m.value.split(">", 1)[1].rsplit("<", 1)[0]) for m in at.markdown if "chart-summary" in m.value
+    ]
+
+
 def test_the_page_opens_on_the_real_default(app):
     assert app.selectbox(key="backbone").value == "efficientnet_lite0"
     assert app.selectbox(key="dataset").value == "fashion_mnist"
@@ -112,6 +120,7 @@ def test_the_page_opens_on_the_real_default(app):
     assert "98% of the parameters train" in text(app)
     diagram = chart(app, "freeze-diagram")["data"][0]
     assert diagram["text"] == ["frozen"] * 4 + ["trained"] * 6  # 9 blocks and the head
+    assert any("parameters train: blocks stem, " in said for said in summaries(app))  # the picture in words
     assert not app.error and not app.button(key="run").disabled
     # The budget in both units: steps, the same for every size, and what they are in epochs.
     assert "Each arm: 60 steps of up to 32 images = 15 epochs of 100 images; 2,000 test images." in app.caption.values
@@ -189,6 +198,9 @@ def test_a_run_grows_both_curves_and_ends_with_a_verdict(app):
     assert chart(app, f"job{job.id}-confusion-scratch")["data"][0]["type"] == "heatmap"
     changed = chart(app, f"job{job.id}-changed")["data"]  # where the network changed: k = 1, block 1 frozen
     assert [t["name"] for t in changed] == ["finetune", "scratch"] and changed[0]["text"][0] == "frozen"
+    said = summaries(app)  # every chart in words, under it
+    assert sum(s.startswith("scratch: confusion matrix: ") and "test images right" in s for s in said) == 1
+    assert any(s.startswith("Accuracy per class: finetune ") for s in said)
     mistakes = chart(app, f"job{job.id}-mistakes-finetune")["layout"]["title"]["text"]
     assert mistakes == "finetune: test images it gets wrong"
     # The switch to seconds redraws the axis; the Run button is back.
@@ -496,6 +508,7 @@ def test_the_transfer_map_fills_from_the_queue_and_the_store():
     heatmap = chart(at, "map-heatmap")["data"][0]
     assert heatmap["type"] == "heatmap" and heatmap["z"]["shape"] == "4, 2", "freeze depths 0..3 x 2 sizes"
     assert all(text for row in heatmap["text"] for text in row), "every cell filled"
+    assert any(s.startswith("Transfer map of fine-tune minus scratch, 8 of 8 cells finished") for s in summaries(at))
     efficiency = chart(at, "map-efficiency")
     assert {trace["name"] for trace in efficiency["data"]} == {"finetune", "scratch", "probe", "pixels"}
     pixels = next(trace for trace in efficiency["data"] if trace["name"] == "pixels")
@@ -586,7 +599,7 @@ def test_a_prediction_made_before_run_is_told_back_after_the_verdict_and_shown_o
     board.selectbox(key="board-question").set_value(done.key).run()
     figure = chart(board, "board-predictions")
     assert figure["data"][0]["type"] == "histogram" and 30 in figure["data"][0]["x"]
-    summary = next(c for c in board.caption.values if "prediction(s):" in c)
+    summary = next(s for s in summaries(board) if "prediction(s):" in s)
     assert "finetune ahead" in summary and "The result: " in summary
     # Skipping it is allowed: no prediction, nothing told.
     app.segmented_control(key="guess_winner").set_value(None).run()

@@ -169,3 +169,50 @@ def test_the_curves_read_aloud_in_one_sentence_that_follows_them():
     )
     assert plots.curves_summary(tested, 60).endswith("Test split: finetune 70.0%.")
     assert plots.curves_summary(history.iloc[0:0]).startswith("No validation point yet")
+
+
+def test_every_figure_reads_aloud_in_one_sentence_with_its_numbers(result):
+    """`plots.summary`: each figure function's own sentence, or one read from the traces, never empty."""
+    table = pd.DataFrame(
+        {"arm": ["finetune", "scratch"] * 2, "per_class": [1, 1, 10, 10], "test_accuracy": [0.4, 0.2, 0.8, 0.6]}
+    )
+    assert plots.summary(plots.accuracy_against(table, x="per_class")).endswith(
+        "finetune from 40% at 1 to 80% at 10; scratch from 20% at 1 to 60% at 10."
+    )
+    assert (
+        plots.summary(plots.accuracy_bars(table[table.per_class == 10])) == "Test accuracy: finetune 80%, scratch 60%."
+    )
+    cells = pd.DataFrame(
+        {"freeze_depth": [0, 0, 6, 6], "per_class": [2, 10, 2, 10], "gap": [0.1, 0.02, 0.3, np.nan],
+         "gap_low": [0.05, -0.01, 0.2, np.nan], "gap_high": [0.15, 0.05, 0.4, np.nan], "seed": 0}
+    )  # fmt: skip
+    assert plots.summary(plots.transfer_map(cells)) == (
+        "Transfer map of fine-tune minus scratch, 3 of 4 cells finished: highest +30 points at k = 6, "
+        "2 per class; lowest +2 points at k = 0, 10 per class; 1 cell within noise of zero (tie)."
+    )
+    assert "highest +30 points at 2 per class, k = 6" in plots.summary(plots.transfer_points(cells))
+    confusion = plots.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), ["a", "b", "c"])
+    assert (
+        plots.summary(confusion)
+        == "Confusion matrix: 75% of 4 test images right; most confused: a taken for b 1 times."
+    )
+    grid = plots.image_grid(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), ["sandal", "coat<br>(true: shirt)"], title="T")
+    assert plots.summary(grid) == "T: 2 images, captioned: sandal; coat (true: shirt)."
+    diagram = plots.summary(plots.freeze_diagram(result.runs["finetune"].summary))
+    assert "of the" in diagram and "parameters train" in diagram
+    assert plots.summary(plots.learning_curves(result.history)) == plots.curves_summary(result.history)
+    said = plots.summary(plots.predictions_histogram([10, 20, 0], (15, 10, 20)))
+    assert said.startswith("3 prediction(s): 2 finetune ahead, 1 within noise") and "2 guess(es) inside it" in said
+    for fig in (
+        plots.per_class_accuracy(result.data.test_labels, {"finetune": result.runs["finetune"].test_predictions},
+                                 result.data.dataset.classes),
+        plots.weight_change(result.table),
+        plots.embedding_scatter(np.zeros((4, 2)), np.array([0, 1, 0, 1]), ["a", "b"], title="PCA"),
+        plots.first_layer_filters(torch.randn(4, 3, 3, 3)),
+        plots.train_test_gap(table.assign(train_accuracy=table.test_accuracy + 0.1)),
+        plots.overlay_curves({"k=1": result.history}),
+    ):  # fmt: skip
+        assert len(plots.summary(fig)) > 20 and "nothing drawn" not in plots.summary(fig), fig.layout.title.text
+    empty = plots.accuracy_against(table.iloc[0:0], x="per_class", title="Nothing yet")
+    assert plots.summary(empty) == "Nothing yet: nothing drawn yet."
+    assert plots.summary(plots.described(empty, "Said.")) == "Said."

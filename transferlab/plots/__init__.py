@@ -3,7 +3,8 @@
 The notebook cell ends with `fig`; the dashboard calls `st.plotly_chart(fig)`. Neither draws
 its own charts, so a lesson and the dashboard always show the same picture. `curves` holds
 results against time and settings, `pictures` what a network sees and gets wrong, `style` what
-every figure shares, `notebook` how figures are stored in a lesson.
+every figure shares, `notebook` how figures are stored in a lesson, `summary` each figure in one
+sentence (`plots.summary(fig)`), written under it for a screen reader.
 """
 
 from .choices import backbone_choice, multitask_bars, predictions_histogram
@@ -31,6 +32,7 @@ from .pictures import (
     weight_change,
 )
 from .style import ARM_COLOURS, AXIS_TITLES
+from .summary import described, summary
 
 __all__ = [
     "ARM_COLOURS",
@@ -40,6 +42,7 @@ __all__ = [
     "backbone_choice",
     "combine_histories",
     "curves_summary",
+    "described",
     "confusion_matrix",
     "embedding_scatter",
     "first_layer_filters",
@@ -52,6 +55,7 @@ __all__ = [
     "overlay_curves",
     "per_class_accuracy",
     "prediction_bars",
+    "summary",
     "predictions_histogram",
     "train_test_gap",
     "transfer_map",

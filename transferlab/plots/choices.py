@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .style import ARM_COLOURS, AXIS_TITLES, LAYOUT, _colour
+from .summary import described
 
 COST_TITLES = {
     "seconds": "seconds of training per run",
@@ -62,7 +63,8 @@ def backbone_choice(table: pd.DataFrame, x: str = "seconds", title: str | None =
         low, high = float(table[x].min()), float(table[x].max())
         pad = 0.2 * (high - low) or 0.2 * abs(high) or 1.0
         fig.update_xaxes(range=[low - pad, high + pad])
-    return fig
+    said = "; ".join(f"{t.name} {t.y[0]:.1%} at {t.x[0]:,.3g}" for t in fig.data)
+    return described(fig, f"Test accuracy against {COST_TITLES.get(x, x)}: {said}.")
 
 
 def multitask_bars(table: pd.DataFrame, title: str | None = None) -> go.Figure:
@@ -122,4 +124,17 @@ def predictions_histogram(
         bargap=0.05,
         **LAYOUT,
     )
-    return fig
+    return described(fig, _predictions_summary(pd.Series(list(gaps), dtype=float), result))
+
+
+def _predictions_summary(gaps: pd.Series, result: tuple[float, float, float] | None) -> str:
+    said = (
+        f"{len(gaps)} prediction(s): {(gaps > 0).sum()} finetune ahead, {(gaps == 0).sum()} within noise, "
+        f"{(gaps < 0).sum()} scratch ahead; median {gaps.median():+.0f} points."
+    )
+    if result is None:
+        return said + " No result yet."
+    gap, low, high = result
+    right = ((gaps >= low) & (gaps <= high)).sum()
+    interval = f"95% interval {low:+.1f} to {high:+.1f}"
+    return said + f" The result: {gap:+.1f} points ({interval}); {right} guess(es) inside it."

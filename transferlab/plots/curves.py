@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .style import AXIS_TITLES, LAYOUT, _colour, _curve_layout
+from .summary import described
 
 # Arms differ by line style and marker as well as by colour: a chart read without colour still tells them apart.
 ARM_DASHES = {"finetune": "solid", "scratch": "dash", "probe": "dot", "scratch_tuned": "longdash"}
@@ -82,7 +83,8 @@ def learning_curves(
                     legendgroup=arm,
                 )
             )
-    return _curve_layout(fig, title or f"Validation {metric} during training (star: test split)", x, metric)
+    fig = _curve_layout(fig, title or f"Validation {metric} during training (star: test split)", x, metric)
+    return described(fig, curves_summary(history, metric=metric))
 
 
 def combine_histories(histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -169,7 +171,23 @@ def transfer_map(
     fig.update_layout(
         title=title, xaxis_title=AXIS_TITLES["per_class"], yaxis_title=AXIS_TITLES["freeze_depth"], **LAYOUT
     )
-    return fig
+    return described(fig, _map_summary(grid, ties, value))
+
+
+def _map_summary(grid: pd.DataFrame, ties: pd.DataFrame, value: str) -> str:
+    """The map in one sentence: how many cells, where it is highest and lowest, how many are ties."""
+    cells = grid.stack().dropna()
+    if cells.empty:
+        return "Transfer map: no cell finished yet."
+    (k_hi, n_hi), (k_lo, n_lo) = cells.idxmax(), cells.idxmin()
+    unit = (lambda v: f"{v * 100:+.0f} points") if value == "gap" else (lambda v: f"{v:.0%}")
+    what = "fine-tune minus scratch" if value == "gap" else value.replace("_", " ")
+    text = (
+        f"Transfer map of {what}, {len(cells)} of {grid.size} cells finished: highest {unit(cells.max())} "
+        f"at k = {k_hi}, {n_hi} per class; lowest {unit(cells.min())} at k = {k_lo}, {n_lo} per class"
+    )
+    tied = int(np.nansum(ties.values == 1))
+    return text + (f"; {tied} cell{'s' * (tied != 1)} within noise of zero (tie)." if value == "gap" else ".")
 
 
 def _gap_ties(cells: pd.DataFrame) -> pd.DataFrame:
@@ -236,7 +254,15 @@ def transfer_points(table: pd.DataFrame, title: str = "Transfer map: fine-tune m
     )
     fig.update_xaxes(type="log")
     fig.update_yaxes(dtick=1)
-    return fig
+    if t.empty:
+        return described(fig, "Transfer map: no comparison finished yet.")
+    hi, lo = t.loc[t["mean"].idxmax()], t.loc[t["mean"].idxmin()]
+    return described(
+        fig,
+        f"Transfer map, {int(t['count'].sum())} comparison(s) at {len(t)} place(s): fine-tune minus scratch "
+        f"highest {hi['mean'] * 100:+.0f} points at {hi.per_class:g} per class, k = {hi.freeze_depth:g}; "
+        f"lowest {lo['mean'] * 100:+.0f} points at {lo.per_class:g} per class, k = {lo.freeze_depth:g}.",
+    )
 
 
 def accuracy_against(

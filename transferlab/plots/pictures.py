@@ -11,6 +11,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .style import LAYOUT, _colour
+from .summary import described
 
 
 def freeze_diagram(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
@@ -30,7 +31,12 @@ def freeze_diagram(summary: pd.DataFrame, title: str | None = None) -> go.Figure
     fig.update_layout(
         title=title or f"{share:.0%} of parameters train", yaxis_title="parameters", showlegend=False, **LAYOUT
     )
-    return fig
+    frozen = list(summary.loc[~trained, "block"])
+    return described(
+        fig,
+        f"{share:.0%} of the {summary.parameters.sum():,} parameters train: "
+        + (f"blocks {', '.join(map(str, frozen))} frozen, the rest trained." if frozen else "nothing is frozen."),
+    )
 
 
 def confusion_matrix(
@@ -59,7 +65,13 @@ def confusion_matrix(
     )
     fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", **LAYOUT)
     fig.update_yaxes(autorange="reversed")
-    return fig
+    mistakes = counts - np.diag(np.diag(counts))
+    right = np.trace(counts) / max(counts.sum(), 1)
+    if mistakes.sum() == 0:
+        return described(fig, f"{_plain(title)}: every one of {counts.sum()} test images right.")
+    worst = sorted(((mistakes[i, j], i, j) for i in range(k) for j in range(k)), reverse=True)[:3]
+    said = "; ".join(f"{classes[i]} taken for {classes[j]} {n} times" for n, i, j in worst if n)
+    return described(fig, f"{_plain(title)}: {right:.0%} of {counts.sum()} test images right; most confused: {said}.")
 
 
 def per_class_accuracy(
@@ -95,7 +107,13 @@ def image_grid(images: torch.Tensor, captions: Sequence[str], columns: int = 6, 
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=12)
     fig.update_layout(title=title, height=60 + 170 * rows, **{**LAYOUT, "margin": dict(l=10, r=10, t=70, b=10)})
-    return fig
+    named = [_plain(c) for c in captions if c]
+    said = f", captioned: {'; '.join(named[:12])}" + (f"; and {len(named) - 12} more" if len(named) > 12 else "")
+    return described(fig, f"{_plain(title) or 'Images'}: {n} image{'s' * (n != 1)}{said if named else ''}.")
+
+
+def _plain(text: str) -> str:
+    return text.replace("<br>", " ").strip().rstrip(".")
 
 
 def _png_uri(image: torch.Tensor) -> str:
@@ -157,7 +175,10 @@ def first_layer_filters(weight: torch.Tensor, columns: int = 8, title: str = "Fi
     lo = w.amin(dim=(1, 2, 3), keepdim=True)
     hi = w.amax(dim=(1, 2, 3), keepdim=True)
     images = ((w - lo) / (hi - lo + 1e-8) * 255).to(torch.uint8)
-    return image_grid(images, [""] * len(images), columns=columns, title=title)
+    fig = image_grid(images, [""] * len(images), columns=columns, title=title)
+    return described(
+        fig, f"{_plain(title)}: {len(images)} filters of {w.shape[2]} x {w.shape[3]} pixels, each as a colour image."
+    )
 
 
 def embedding_scatter(points: np.ndarray, labels: np.ndarray, classes: Sequence[str], title: str = "") -> go.Figure:
@@ -171,7 +192,11 @@ def embedding_scatter(points: np.ndarray, labels: np.ndarray, classes: Sequence[
             )
         )
     fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **LAYOUT)
-    return fig
+    return described(
+        fig,
+        f"{_plain(title) or 'A map of images'}: {len(points)} images as points, coloured by class "
+        f"({', '.join(classes)}); images with similar features lie close together.",
+    )
 
 
 def weight_change(table: pd.DataFrame, title: str = "Where the network changed") -> go.Figure:
