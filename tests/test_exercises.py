@@ -7,7 +7,14 @@ import pandas as pd
 
 from transferlab import ExperimentConfig
 from transferlab.stats import Difference
-from transferlab.studies.exercises import beats_beyond_noise, fair_chance, shallowest_within_noise, within_noise
+from transferlab.studies.exercises import (
+    above_chance,
+    beats_beyond_noise,
+    fair_chance,
+    shallowest_within_noise,
+    verdict,
+    within_noise,
+)
 
 
 def result(per_class: int, low: float, high: float, improving=(), arms=("finetune", "scratch")):
@@ -57,3 +64,32 @@ def test_shallowest_within_noise_judges_the_learners_answer_over_seeds():
     assert not wrong.done and "freeze_depth=4 is within noise of the best, but not the shallowest" in wrong.missing
     one_seed = shallowest_within_noise(table[table.seed == 0], answer=2)
     assert not one_seed.done and "two seeds" in one_seed.right
+
+
+def test_verdict_judges_the_learners_answer_by_the_interval_and_asks_for_the_settings():
+    ahead = Difference("AdaBN", "source", -0.04, -0.06, -0.02, "paired bootstrap")
+    assert not verdict(None, "tie", how="run the cell above").done
+    assert verdict(None, "tie", how="run the cell above").hint == "run the cell above"
+    unanswered = verdict(ahead, None)
+    assert not unanswered.done and 'answer="AdaBN", "source" or "tie"' in unanswered.missing
+    assert "source beats AdaBN by 4.0 points" in unanswered.right
+    assert verdict(ahead, "source").done
+    wrong = verdict(ahead, "tie")
+    assert not wrong.done and wrong.missing == 'answer "source", not "tie".' and "wholly on one side" in wrong.hint
+    assert "read the sign" in verdict(ahead, "AdaBN").hint
+    tie = Difference("a", "b", 0.01, -0.02, 0.04, "paired bootstrap")
+    assert verdict(tie, "tie").done and "covers zero" in verdict(tie, "a").hint
+    # The exercise's settings, not the lesson's: no verdict counts until they are the asked ones.
+    elsewhere = verdict(tie, "tie", needs={"per_class": (10, 5)})
+    assert not elsewhere.done and "per_class = 5 (yours: 10)" in elsewhere.missing
+    assert verdict(tie, "tie", needs={"per_class": (5, 5)}).done
+
+
+def test_above_chance_asks_the_whole_interval_to_clear_guessing():
+    guessing = [True] * 12 + [False] * 88  # 12% on 10 classes: its interval reaches 10%
+    check = above_chance(guessing, 10, "scratch")
+    assert not check.done and "chance is 10%" in check.right and "reaches down to chance" in check.right
+    assert check.hint
+    learned = above_chance([True] * 40 + [False] * 60, 10, "scratch, 10x steps")
+    assert learned.done and "scratch, 10x steps: 40.0% on 100 test examples" in learned.right
+    assert not above_chance([True] * 40 + [False] * 60, 10, "x", needs={"per_class": (10, 1)}).done

@@ -12,14 +12,24 @@ judge, it says.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from ..stats import best_within_noise
+from ..stats import Difference, accuracy_interval, best_within_noise
 
-__all__ = ["Check", "beats_beyond_noise", "fair_chance", "shallowest_within_noise", "within_noise"]
+__all__ = [
+    "Check",
+    "above_chance",
+    "beats_beyond_noise",
+    "fair_chance",
+    "shallowest_within_noise",
+    "verdict",
+    "within_noise",
+]
+TIE = "tie"  # the answer that says neither arm wins beyond noise
 
 
 @dataclass(frozen=True)
@@ -136,3 +146,70 @@ def shallowest_within_noise(table: pd.DataFrame, answer: int | None = None, by: 
         return Check(True, right)
     why = "within noise of the best, but not the shallowest" if answer in tied else "not within noise of the best"
     return Check(False, right, f"{by}={answer} is {why}.", f"the list is in order of accuracy: read it by {by}.")
+
+
+def _unmet(needs: Mapping[str, tuple] | None) -> str:
+    """What the exercise asks that the learner's run did not have: {"per_class": (yours, asked)}."""
+    return "; ".join(
+        f"{name} = {asked!r} (yours: {yours!r})" for name, (yours, asked) in (needs or {}).items() if yours != asked
+    )
+
+
+def verdict(
+    difference: Difference | None, answer: str | None, needs: Mapping[str, tuple] | None = None, how: str = ""
+) -> Check:
+    """Exercise: "does `a` beat `b`, or are they within noise?" The learner's `answer` (the name of
+    the arm they think wins beyond noise, or "tie") against the stats module's verdict on their
+    own `difference`. `needs`: the settings the exercise asks for, {"name": (yours, asked)}; `how`:
+    how to compute the difference, said while there is none."""
+    if difference is None:
+        return Check(False, "No difference given yet.", "the difference the exercise asks for.", how or "compute it.")
+    said = f"{difference.sentence()}."
+    unmet = _unmet(needs)
+    if unmet:
+        return Check(
+            False, said, f"a run with the exercise's settings: {unmet}.", "change them, run again, then check."
+        )
+    truth = difference.winner or TIE
+    if answer is None:
+        return Check(
+            False,
+            said,
+            f'your answer (answer="{difference.a}", "{difference.b}" or "{TIE}").',
+            "read the interval: does it cover zero?",
+        )
+    if answer == truth:
+        return Check(True, f"{said} Your answer, {answer}, is what the interval says.")
+    if truth == TIE:
+        hint = "the interval covers zero: the difference could be noise, so neither wins."
+    elif answer == TIE:
+        hint = f"the interval lies wholly on one side of zero: {truth} wins beyond noise."
+    else:
+        hint = f"read the sign: the difference is {difference.a} minus {difference.b}."
+    return Check(False, said, f'answer "{truth}", not "{answer}".', hint)
+
+
+def above_chance(
+    correct: Sequence[bool] | np.ndarray, num_classes: int, name: str, needs: Mapping[str, tuple] | None = None
+) -> Check:
+    """Exercise: "is `name` better than guessing?" Its accuracy's 95% interval (Wilson, from the
+    stats module) against chance, 1 / `num_classes`."""
+    accuracy, low, high = accuracy_interval(correct)
+    chance = 1 / num_classes
+    said = (
+        f"{name}: {accuracy:.1%} on {len(correct)} test examples (95% interval {low:.1%} to {high:.1%}); "
+        f"chance is {chance:.0%}."
+    )
+    unmet = _unmet(needs)
+    if unmet:
+        return Check(
+            False, said, f"a run with the exercise's settings: {unmet}.", "change them, run again, then check."
+        )
+    if low > chance:
+        return Check(True, f"{said} The whole interval is above chance: {name} has learned something.")
+    return Check(
+        False,
+        f"{said} The interval reaches down to chance.",
+        f"a run of {name} whose interval lies above chance.",
+        "more training (more steps, or until it stops improving), a learning rate of its own, or more images.",
+    )
