@@ -93,3 +93,14 @@ def test_above_chance_asks_the_whole_interval_to_clear_guessing():
     learned = above_chance([True] * 40 + [False] * 60, 10, "scratch, 10x steps")
     assert learned.done and "scratch, 10x steps: 40.0% on 100 test examples" in learned.right
     assert not above_chance([True] * 40 + [False] * 60, 10, "x", needs={"per_class": (10, 1)}).done
+
+
+def test_a_fair_chance_for_any_of_an_arms_names_and_only_on_the_asked_settings():
+    short = result(10, 0.2, 0.3, improving=("scratch",), arms=("finetune", "scratch"))
+    longer = result(10, 0.2, 0.3, arms=("scratch, 10x steps",))
+    check = fair_chance([short, longer], ("scratch", "scratch, 10x steps"))
+    assert check.done and "scratch, 10x steps had stopped improving" in check.right
+    assert "scratch was still improving" in check.right
+    assert not fair_chance([short, longer], "scratch").done
+    asked = fair_chance([longer], "scratch, 10x steps", needs={"steps": (60, 240)})
+    assert not asked.done and "steps = 240 (yours: 60)" in asked.missing

@@ -70,6 +70,19 @@ def _pairs(results: Sequence, a: str, b: str) -> tuple[list, list[str]]:
     return judged, skipped
 
 
+def _settings_check(said: str, needs: Mapping[str, tuple] | None) -> Check | None:
+    """Not yet, if the learner's run lacks a setting the exercise asks for: `needs` is
+    {"per_class": (yours, asked)}. None when every setting is the asked one."""
+    unmet = [
+        f"{name} = {asked!r} (yours: {yours!r})" for name, (yours, asked) in (needs or {}).items() if yours != asked
+    ]
+    if not unmet:
+        return None
+    return Check(
+        False, said, f"a run with the exercise's settings: {'; '.join(unmet)}.", "change them, run again, then check."
+    )
+
+
 def beats_beyond_noise(results: Sequence, a: str = "finetune", b: str = "scratch") -> Check:
     """Exercise: find settings at which `a` beats `b` beyond noise (its interval above zero)."""
     judged, skipped = _pairs(results, a, b)
@@ -101,30 +114,41 @@ def within_noise(results: Sequence, a: str, b: str) -> Check:
     )
 
 
-def fair_chance(results: Sequence, arm: str = "scratch") -> Check:
-    """Exercise: give `arm` a fair chance: a result in which it had stopped improving by its last step."""
+def fair_chance(
+    results: Sequence, arm: str | Sequence[str] = "scratch", needs: Mapping[str, tuple] | None = None
+) -> Check:
+    """Exercise: give `arm` a fair chance: a result in which it had stopped improving by its last
+    step. `arm` may be several names (the same network trained several ways: "scratch", "scratch, 10x steps")."""
+    names = [arm] if isinstance(arm, str) else list(arm)
+    said_arm = " or ".join(names)
     if not results:
-        return Check(False, "No results given.", f"a comparison with {arm}.", "run one and put it in the list.")
+        return Check(False, "No results given.", f"a comparison with {said_arm}.", "run one and put it in the list.")
     lines, done = [], False
     for r in results:
-        if arm not in set(r.table.arm):
-            lines.append(f"{_setting(r)}: no {arm} arm.")
-        elif arm in r.improving():
-            lines.append(f"{_setting(r)}: {arm} was still improving when its budget ran out.")
-        else:
-            lines.append(f"{_setting(r)}: {arm} had stopped improving; its accuracy is a fair one.")
-            done = True
+        present = [a for a in names if a in set(r.table.arm)]
+        if not present:
+            lines.append(f"{_setting(r)}: no {said_arm} arm.")
+        for a in present:
+            if a in r.improving():
+                lines.append(f"{_setting(r)}: {a} was still improving when its budget ran out.")
+            else:
+                lines.append(f"{_setting(r)}: {a} had stopped improving; its accuracy is a fair one.")
+                done = True
+    if unmet := _settings_check(" ".join(lines), needs):
+        return unmet
     if done:
         return Check(True, " ".join(lines))
     return Check(
         False,
         " ".join(lines),
-        f"a run in which {arm} had stopped improving before its budget ended.",
+        f"a run in which {said_arm} had stopped improving before its budget ended.",
         "train until it stops improving (patience=10), or give it more steps; then judge the gap again.",
     )
 
 
-def shallowest_within_noise(table: pd.DataFrame, answer: int | None = None, by: str = "freeze_depth") -> Check:
+def shallowest_within_noise(
+    table: pd.DataFrame, answer: int | None = None, by: str = "freeze_depth", needs: Mapping[str, tuple] | None = None
+) -> Check:
     """Exercise: find the shallowest `by` (freeze depth) within noise of the best, on validation
     accuracy over seeds (`best_within_noise`); `answer` is the learner's, if they have one."""
     if table.empty or table.get("seed", pd.Series(dtype=int)).nunique() < 2:
@@ -140,19 +164,14 @@ def shallowest_within_noise(table: pd.DataFrame, answer: int | None = None, by: 
         f"The best on validation is {by}={ranked[by].iloc[0]}; within noise of it: {', '.join(map(str, tied))}. "
         f"The shallowest of those is {by}={tied[0]}."
     )
+    if unmet := _settings_check(right, needs):
+        return unmet
     if answer is None:
         return Check(False, right, "your answer (answer=...).", "read the list above, then say which you choose.")
     if answer == tied[0]:
         return Check(True, right)
     why = "within noise of the best, but not the shallowest" if answer in tied else "not within noise of the best"
     return Check(False, right, f"{by}={answer} is {why}.", f"the list is in order of accuracy: read it by {by}.")
-
-
-def _unmet(needs: Mapping[str, tuple] | None) -> str:
-    """What the exercise asks that the learner's run did not have: {"per_class": (yours, asked)}."""
-    return "; ".join(
-        f"{name} = {asked!r} (yours: {yours!r})" for name, (yours, asked) in (needs or {}).items() if yours != asked
-    )
 
 
 def verdict(
@@ -165,11 +184,8 @@ def verdict(
     if difference is None:
         return Check(False, "No difference given yet.", "the difference the exercise asks for.", how or "compute it.")
     said = f"{difference.sentence()}."
-    unmet = _unmet(needs)
-    if unmet:
-        return Check(
-            False, said, f"a run with the exercise's settings: {unmet}.", "change them, run again, then check."
-        )
+    if unmet := _settings_check(said, needs):
+        return unmet
     truth = difference.winner or TIE
     if answer is None:
         return Check(
@@ -200,11 +216,8 @@ def above_chance(
         f"{name}: {accuracy:.1%} on {len(correct)} test examples (95% interval {low:.1%} to {high:.1%}); "
         f"chance is {chance:.0%}."
     )
-    unmet = _unmet(needs)
-    if unmet:
-        return Check(
-            False, said, f"a run with the exercise's settings: {unmet}.", "change them, run again, then check."
-        )
+    if unmet := _settings_check(said, needs):
+        return unmet
     if low > chance:
         return Check(True, f"{said} The whole interval is above chance: {name} has learned something.")
     return Check(
