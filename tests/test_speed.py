@@ -62,6 +62,22 @@ def test_it_scales_by_the_steps_and_takes_the_nearest_depth_measured(tiny):
     assert estimate_seconds(config, ("finetune", "probe"), "D") is None, "an arm never measured here: no figure"
 
 
+def test_the_overhead_comes_from_the_runs_most_like_this_one(tiny):
+    same = {"device": "D", "backbone": tiny.backbone, "size": tiny.size, "batch": tiny.batch_size, "per_class": 8}
+    overhead = {"device": "D", "backbone": tiny.backbone, "dataset": tiny.dataset}
+    config = replace(tiny, epochs=None, steps=100, freeze_depth=0)
+    arms = [same | {"arm": "finetune", "depth": 0, "steps": 100, "seconds": 10.0}]
+    other_backbone, other_dataset = overhead | {"backbone": "big"}, overhead | {"dataset": "other"}
+    write_book(
+        arms, [other_backbone | {"seconds": 50.0}, other_dataset | {"seconds": 3.0}, overhead | {"seconds": 1.0}]
+    )
+    assert estimate_seconds(config, ["finetune"], "D").seconds == pytest.approx(10.0 + 1.0)
+    write_book(arms, [other_backbone | {"seconds": 50.0}, other_dataset | {"seconds": 3.0}])  # this backbone first
+    assert estimate_seconds(config, ["finetune"], "D").seconds == pytest.approx(10.0 + 3.0)
+    write_book(arms, [other_backbone | {"seconds": 50.0}])  # else this dataset, with another backbone
+    assert estimate_seconds(config, ["finetune"], "D").seconds == pytest.approx(10.0 + 50.0)
+
+
 def test_compare_says_the_estimate_before_and_the_time_after(tiny, capsys):
     from transferlab.__main__ import main
 

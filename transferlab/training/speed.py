@@ -104,8 +104,13 @@ def estimate_seconds(
     parts = [_arm_seconds(_arm(config, ARMS[arm], device), steps, book["arms"]) for arm in arms]
     if any(p is None for p in parts):
         return None
-    overheads = [o["seconds"] for o in book["overheads"] if o["device"] == device and o["backbone"] == config.backbone]
-    same_data = [o["seconds"] for o in book["overheads"] if o["device"] == device and o["dataset"] == config.dataset]
-    overhead = statistics.median(same_data or overheads) if (same_data or overheads) else 0.0
+    # Loading the data and building the networks: from the runs most like this one (this backbone on
+    # this dataset, else this backbone, else this dataset), on this device.
+    here = [o for o in book["overheads"] if o["device"] == device]
+    backbone = [o for o in here if o["backbone"] == config.backbone]
+    dataset = [o for o in here if o["dataset"] == config.dataset]
+    alike = [o for o in backbone if o["dataset"] == config.dataset] or backbone or dataset
+    overheads = [o["seconds"] for o in alike]
+    overhead = statistics.median(overheads) if overheads else 0.0
     seconds = sum(s for s, _ in parts) + overhead * (len(arms) if separately else 1)
     return Estimate(seconds, sum(n for _, n in parts))
