@@ -67,6 +67,11 @@ class Skip(Exception):
     """One file left out; the message says why."""
 
 
+def sent_name(filename) -> str:
+    """An uploaded file's name without any folders: browsers send names, not paths."""
+    return str(filename).replace("\\", "/").rsplit("/", 1)[-1]
+
+
 def _safe_parts(entry: str) -> tuple[str, ...]:
     """An archive entry's path as folder names; refuses one that leaves the archive's folder."""
     path = entry.replace("\\", "/")
@@ -92,8 +97,7 @@ def gather(source: Source, limits: ImportLimits) -> tuple[list[File], list[tuple
         files = []
         for cls, items in source.items():
             for filename, data in items:
-                base = str(filename).replace("\\", "/").rsplit("/", 1)[-1]  # browsers send names, not paths
-                files.append(File((cls, base), len(data), lambda data=data: bytes(data)))
+                files.append(File((cls, sent_name(filename)), len(data), lambda data=data: bytes(data)))
         sent = sum(f.size for f in files)
     elif isinstance(source, (str, Path)) and Path(source).expanduser().is_dir():
         files, sent = _folder_files(Path(source).expanduser(), limits, skipped), None

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .._paths import atomic_path, data_dir
+from ..data.uploads import sent_name
 from ..errors import StopTraining
 
 __all__ = ["EXPORT", "IMPORT", "TASKS", "export_kept", "exported_path", "import_staged", "stage_upload"]
@@ -66,7 +67,7 @@ def _zip_classes(by_class: Mapping, path: Path) -> None:
         for cls, items in by_class.items():
             used: set[str] = set()
             for filename, data in items:
-                base = str(filename).replace("\\", "/").rsplit("/", 1)[-1]  # browsers send names, not paths
+                base = sent_name(filename)
                 name, n = base, 1
                 while name in used:  # the same name picked from two folders: both kept
                     n += 1
