@@ -193,8 +193,7 @@ def test_every_figure_reads_aloud_in_one_sentence_with_its_numbers(result):
     assert "highest +30 points at 2 per class, k = 6" in plots.summary(plots.transfer_points(cells))
     confusion = plots.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), ["a", "b", "c"])
     assert (
-        plots.summary(confusion)
-        == "Confusion matrix: 75% of 4 test images right; most confused: a taken for b 1 times."
+        plots.summary(confusion) == "Confusion matrix: 75% of 4 test images right; most confused: a taken for b 1 time."
     )
     grid = plots.image_grid(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), ["sandal", "coat<br>(true: shirt)"], title="T")
     assert plots.summary(grid) == "T: 2 images, captioned: sandal; coat (true: shirt)."
@@ -213,6 +212,10 @@ def test_every_figure_reads_aloud_in_one_sentence_with_its_numbers(result):
         plots.overlay_curves({"k=1": result.history}),
     ):  # fmt: skip
         assert len(plots.summary(fig)) > 20 and "nothing drawn" not in plots.summary(fig), fig.layout.title.text
+    seconds = plots.accuracy_against(table.assign(seconds=table.per_class * 1.5), x="per_class", y="seconds")
+    assert "finetune from 1.5 s at 1 to 15 s at 10" in plots.summary(seconds)
+    pairs = plots.image_grid(torch.zeros(3, 1, 8, 8, dtype=torch.uint8), ["source", "source", "target"], title="T")
+    assert plots.summary(pairs) == "T: 3 images, captioned: source (2); target."
     empty = plots.accuracy_against(table.iloc[0:0], x="per_class", title="Nothing yet")
     assert plots.summary(empty) == "Nothing yet: nothing drawn yet."
     assert plots.summary(plots.described(empty, "Said.")) == "Said."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,7 +71,7 @@ def confusion_matrix(
     if mistakes.sum() == 0:
         return described(fig, f"{_plain(title)}: every one of {counts.sum()} test images right.")
     worst = sorted(((mistakes[i, j], i, j) for i in range(k) for j in range(k)), reverse=True)[:3]
-    said = "; ".join(f"{classes[i]} taken for {classes[j]} {n} times" for n, i, j in worst if n)
+    said = "; ".join(f"{classes[i]} taken for {classes[j]} {n} time{'s' * int(n != 1)}" for n, i, j in worst if n)
     return described(fig, f"{_plain(title)}: {right:.0%} of {counts.sum()} test images right; most confused: {said}.")
 
 
@@ -107,8 +108,9 @@ def image_grid(images: torch.Tensor, captions: Sequence[str], columns: int = 6, 
     fig.update_yaxes(visible=False)
     fig.update_annotations(font_size=12)
     fig.update_layout(title=title, height=60 + 170 * rows, **{**LAYOUT, "margin": dict(l=10, r=10, t=70, b=10)})
-    named = [_plain(c) for c in captions if c]
-    said = f", captioned: {'; '.join(named[:12])}" + (f"; and {len(named) - 12} more" if len(named) > 12 else "")
+    named = Counter(_plain(c) for c in captions if c)  # in order; a caption shared by several images, once
+    listed = [f"{c} ({k})" if k > 1 else c for c, k in named.items()]
+    said = f", captioned: {'; '.join(listed[:12])}" + (f"; and {len(listed) - 12} more" if len(listed) > 12 else "")
     return described(fig, f"{_plain(title) or 'Images'}: {n} image{'s' * (n != 1)}{said if named else ''}.")
 
 

@@ -39,12 +39,17 @@ def _plain(text: str) -> str:
     return text.replace("<br>", " ").strip().rstrip(".")
 
 
-def _number(value, percent: bool) -> str:
+def _number(value, percent: bool, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "none"
     if isinstance(value, str):
         return value
-    return f"{value:.0%}" if percent else f"{value:,.3g}"
+    return f"{value:.0%}" if percent else f"{value:,.3g}{unit}"
+
+
+def _unit(axis) -> str:
+    """ " s" on an axis of seconds: a number read out without its unit says little."""
+    return " s" if (axis.title.text or "").startswith("seconds") else ""
 
 
 def _percent(axis) -> bool:
@@ -63,18 +68,18 @@ def _trace(fig: go.Figure, trace) -> str:
     if isinstance(trace, go.Heatmap):
         return _heatmap(trace)
     if isinstance(trace, go.Scatter | go.Scattergl) and trace.x is not None and trace.y is not None:
-        percent = _percent(fig.layout.yaxis)
+        percent, unit = _percent(fig.layout.yaxis), _unit(fig.layout.yaxis)
         points = [(x, y) for x, y in zip(_seq(trace.x), _seq(trace.y)) if y is not None and not _nan(y)]
         if not points:
             return ""
         if len(points) == 1:
-            return f"{name}{_number(points[0][1], percent)} at {points[0][0]}"
+            return f"{name}{_number(points[0][1], percent, unit)} at {points[0][0]}"
         if trace.mode == "markers" and len(points) > MOST:  # a cloud of points, not a line
             return f"{name}{len(points)} points"
         (x0, y0), (x1, y1) = points[0], points[-1]
         xp, yp = max(points, key=lambda p: p[1])
-        peak = "" if (xp, yp) in ((x0, y0), (x1, y1)) else f", highest {_number(yp, percent)} at {xp}"
-        return f"{name}from {_number(y0, percent)} at {x0} to {_number(y1, percent)} at {x1}{peak}"
+        peak = "" if (xp, yp) in ((x0, y0), (x1, y1)) else f", highest {_number(yp, percent, unit)} at {xp}"
+        return f"{name}from {_number(y0, percent, unit)} at {x0} to {_number(y1, percent, unit)} at {x1}{peak}"
     return ""
 
 
