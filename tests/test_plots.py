@@ -216,6 +216,8 @@ def test_every_figure_reads_aloud_in_one_sentence_with_its_numbers(result):
     assert "finetune from 1.5 s at 1 to 15 s at 10" in plots.summary(seconds)
     pairs = plots.image_grid(torch.zeros(3, 1, 8, 8, dtype=torch.uint8), ["source", "source", "target"], title="T")
     assert plots.summary(pairs) == "T: 3 images, captioned: source (2); target."
+    by_arm = plots.accuracy_against(table[table.per_class == 10], x="arm", title="By arm")
+    assert plots.summary(by_arm) == "By arm: finetune 80%; scratch 60%.", "a point at its own name is not read twice"
     empty = plots.accuracy_against(table.iloc[0:0], x="per_class", title="Nothing yet")
     assert plots.summary(empty) == "Nothing yet: nothing drawn yet."
     assert plots.summary(plots.described(empty, "Said.")) == "Said."

@@ -34,11 +34,15 @@ def curves_summary(history: pd.DataFrame, total_steps: int | None = None, metric
     if len(latest) >= 2:
         ranked = latest.accuracy.sort_values(ascending=False)
         lead = (ranked.iloc[0] - ranked.iloc[1]) * 100
-        text += f"; {ranked.index[0]} ahead of {ranked.index[1]} by {lead:.0f} points" if lead >= 0.5 else "; level"
+        text += f"; {ranked.index[0]} ahead of {ranked.index[1]} by {_points(lead)}" if lead >= 0.5 else "; level"
     test = history[history.split == "test"]
     if len(test):
         text += ". Test split: " + ", ".join(f"{r.arm} {r.accuracy:.1%}" for r in test.itertuples())
     return text + "."
+
+
+def _points(value: float) -> str:
+    return f"{value:.0f} point{'s' * int(round(value) != 1)}"
 
 
 def learning_curves(

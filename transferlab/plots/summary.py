@@ -72,8 +72,9 @@ def _trace(fig: go.Figure, trace) -> str:
         points = [(x, y) for x, y in zip(_seq(trace.x), _seq(trace.y)) if y is not None and not _nan(y)]
         if not points:
             return ""
-        if len(points) == 1:
-            return f"{name}{_number(points[0][1], percent, unit)} at {points[0][0]}"
+        if len(points) == 1:  # on a categorical axis, a point often stands at its own name
+            at = "" if str(points[0][0]) == trace.name else f" at {points[0][0]}"
+            return f"{name}{_number(points[0][1], percent, unit)}{at}"
         if trace.mode == "markers" and len(points) > MOST:  # a cloud of points, not a line
             return f"{name}{len(points)} points"
         (x0, y0), (x1, y1) = points[0], points[-1]
