@@ -155,15 +155,19 @@ def test_a_default_run_grows_both_curves_live_and_ends_with_a_verdict(page):
     expect(page.get_by_text("5: up to stage4")).to_be_visible()
     expect(page.get_by_text("k = 5:")).to_be_visible()
     expect(run).to_be_enabled()
+    # The freeze picture in words, under it, where a screen reader reaches it.
+    expect(page.get_by_role("note").filter(has_text="parameters train: blocks stem")).to_be_visible()
 
-    # Predict, then run: finetune, by about 20 points (the default size). The choice is a radio group.
+    # Predict, then run, from the keyboard: finetune, by about 20 points (the default size); a radio group.
     winner = page.get_by_role("radiogroup", name="Which will win?").get_by_role("radio", name="finetune", exact=True)
-    winner.click()
+    winner.focus()
+    winner.press("Enter")
     expect(winner).to_have_attribute("aria-checked", "true")
     expect(page.get_by_label("By about how many points?")).to_be_enabled()
 
     cpu = cpu_by_role()
-    run.click()
+    run.focus()
+    run.press("Enter")
     started = time.monotonic()
     first_point = both_arms = None
     seen = set()  # how many points the finetune curve had, each time we looked

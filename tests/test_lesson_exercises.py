@@ -86,3 +86,38 @@ def test_every_lesson_answers_its_prediction_and_links_its_solutions(path):
     assert answered, "a prediction asked for gets its answer back"
     solutions = LESSONS / "solutions" / f"{path.stem}.md"
     assert f"solutions/{path.stem}.md" in text and solutions.exists(), f"link {solutions.name} from the exercises"
+
+
+CHECKS = (
+    "above_chance(",
+    "beats_beyond_noise(",
+    "fair_chance(",
+    "shallowest_within_noise(",
+    "verdict(",
+    "within_noise(",
+)
+
+
+@pytest.mark.parametrize("path", sorted(LESSONS.glob("*.ipynb")), ids=lambda p: p.name[:2])
+def test_every_lesson_checks_two_exercises_and_reads_every_figure_aloud(path):
+    nb = nbformat.read(path, as_version=4)
+    checked = [c for c in nb.cells if c.get("id") == "checked-exercises"]
+    assert len(checked) == 1, "a cell of checked exercises, after the exercises"
+    exercises = set(re.findall(r"# Exercise (\d+)", checked[0].source))
+    assert len(exercises) >= 2 and sum(checked[0].source.count(check) for check in CHECKS) >= 2
+    # It ran, on the lesson's own results, and answered in the checks' words (never an error).
+    said = "\n".join(str(o.get("text", "")) + str(o.get("data", {})) for o in checked[0].outputs)
+    assert "Not yet." in said or "Done." in said, said
+    assert not [o for o in checked[0].outputs if o.output_type == "error"]
+    # Every figure is followed by its one-sentence summary, saved under it.
+    for cell in nb.cells:
+        if cell.cell_type == "code" and re.search(r"\bfig = plots\.\w+\(", cell.source):
+            assert "display(fig, Markdown(plots.summary(fig)))" in cell.source, cell.source[:80]
+            shown = [o for o in cell.outputs if "text/markdown" in o.get("data", {})]
+            assert shown and len(shown[-1]["data"]["text/markdown"]) > 20, cell.source[:80]
+    figures = re.findall(
+        r"^(?:fig = )?plots\.(?!summary|notebook_renderers)\w+\(",
+        "\n".join(c.source for c in nb.cells if c.cell_type == "code"),
+        re.M,
+    )
+    assert all(f.startswith("fig = ") for f in figures), "every figure is named fig and summarised"
