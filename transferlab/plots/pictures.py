@@ -12,7 +12,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .style import LAYOUT, _colour
-from .summary import described
+from .summary import _plain, described
 
 
 def freeze_diagram(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
@@ -112,10 +112,6 @@ def image_grid(images: torch.Tensor, captions: Sequence[str], columns: int = 6, 
     listed = [f"{c} ({k})" if k > 1 else c for c, k in named.items()]
     said = f", captioned: {'; '.join(listed[:12])}" + (f"; and {len(listed) - 12} more" if len(listed) > 12 else "")
     return described(fig, f"{_plain(title) or 'Images'}: {n} image{'s' * (n != 1)}{said if named else ''}.")
-
-
-def _plain(text: str) -> str:
-    return text.replace("<br>", " ").strip().rstrip(".")
 
 
 def _png_uri(image: torch.Tensor) -> str:
