@@ -1,6 +1,6 @@
 """Every figure the kit shows: pure functions from data to a Plotly `Figure`.
 
-The notebook cell ends with `fig`; the dashboard calls `st.plotly_chart(fig)`. Neither draws
+A lesson's cell shows `fig` and `plots.summary(fig)`; the dashboard's `chart(fig)` does the same. Neither draws
 its own charts, so a lesson and the dashboard always show the same picture. `curves` holds
 results against time and settings, `pictures` what a network sees and gets wrong, `style` what
 every figure shares, `notebook` how figures are stored in a lesson, `summary` each figure in one
@@ -41,9 +41,9 @@ __all__ = [
     "accuracy_bars",
     "backbone_choice",
     "combine_histories",
+    "confusion_matrix",
     "curves_summary",
     "described",
-    "confusion_matrix",
     "embedding_scatter",
     "first_layer_filters",
     "freeze_diagram",
@@ -55,8 +55,8 @@ __all__ = [
     "overlay_curves",
     "per_class_accuracy",
     "prediction_bars",
-    "summary",
     "predictions_histogram",
+    "summary",
     "train_test_gap",
     "transfer_map",
     "transfer_points",
