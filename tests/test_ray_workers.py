@@ -60,6 +60,9 @@ def test_two_sessions_train_on_two_actors_with_live_records_and_stop(queue, tiny
     done = queue.submit(replace(tiny, seed=302), owner="carol")
     assert done.wait(120) and done.status == DONE and set(done.outcome.arms) == {"finetune", "scratch"}
     assert done.outcome.verdict() and not done.outcome.stopped
+    # ...with ordinary arrays, not Ray's read-only views (torch warns on those, and they cannot be changed).
+    assert all(a.flags.writeable for m in done.outcome.mistakes.values() for a in m)
+    assert all(p.flags.writeable for p in done.outcome.predictions.values())
 
 
 def test_a_lost_actor_fails_its_run_and_is_replaced(queue, tiny):

@@ -15,6 +15,7 @@ local instance the actors import it from this checkout.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -159,7 +160,9 @@ class RayWorker:
                     job._handle(message)
                 if finished:
                     kind, _, value = ray.get(result)
-                    return kind, value
+                    # Ray hands arrays back read-only (zero-copy); a copy makes the outcome the one a
+                    # worker process gives, which the page and the run store may use as they like.
+                    return kind, copy.deepcopy(value)
                 if job.stop_event.is_set() and stop_sent is None:
                     self.actor.stop.remote(job.id)
                     stop_sent = time.monotonic()
