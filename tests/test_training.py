@@ -18,7 +18,7 @@ from transferlab import (
     feature_cache,
     plan,
 )
-from transferlab.device import bf16_passes
+from transferlab.device import NUMERICS, bf16_passes
 from transferlab.training import features, run
 from transferlab.training.features import FeatureCache
 
@@ -103,13 +103,26 @@ def test_the_prefix_is_fingerprinted_once_per_run(tiny, monkeypatch):
     assert len(calls) == 1  # not once per epoch: hashing a deep prefix costs as much as an epoch
 
 
-def test_bf16_runs_where_the_hardware_is_fast_at_it():
+def test_bf16_runs_where_the_hardware_is_fast_at_it(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert bf16_passes(cuda) == (True, True)
     assert bf16_passes(cuda, "fp32") == bf16_passes(cpu, "fp32") == (False, False)
     assert bf16_passes(torch.device("mps")) == (False, False)
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    monkeypatch.delenv(NUMERICS, raising=False)
     assert bf16_passes(cpu) == (False, native)
+
+
+def test_the_other_kind_of_cpus_numerics_can_be_forced(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(NUMERICS, "fp32")  # as a CPU without native bf16 computes
+    assert bf16_passes(cpu) == (False, False)
+    monkeypatch.setenv(NUMERICS, "bf16")  # as one with it
+    assert bf16_passes(cpu) == (False, True) and bf16_passes(cpu, "fp32") == (False, False)
+    assert bf16_passes(torch.device("cuda")) == (True, True)  # a GPU is not a CPU kind
+    monkeypatch.setenv(NUMERICS, "fast")
+    with pytest.raises(ConfigError, match="must be fp32 or bf16"):
+        bf16_passes(cpu)
 
 
 def test_bf16_prefix_features_train_a_float32_suffix(tiny, monkeypatch):

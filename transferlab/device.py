@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
 from .errors import ConfigError
 
-__all__ = ["autocast", "bf16_passes", "channels_last", "device_name", "pick_device"]
+__all__ = ["NUMERICS", "autocast", "bf16_passes", "channels_last", "cpu_has_bf16", "device_name", "pick_device"]
+
+# `$TRANSFERLAB_NUMERICS` makes this CPU compute as the other kind would: "fp32" as one without
+# native bfloat16, "bf16" as one with it (slower where emulated, the same rounding). Lessons and
+# tests must hold under both; unset, each CPU uses what it is fast at.
+NUMERICS = "TRANSFERLAB_NUMERICS"
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -41,14 +47,26 @@ def bf16_passes(device: torch.device, precision: str = "auto") -> tuple[bool, bo
     CUDA: both (tensor cores, half the activation memory). A CPU with native bf16 (AVX512-BF16
     or AMX): only the frozen prefix and evaluation, measured 1.5-1.7x faster here; bf16
     training was 2x slower on the same CPU, so it stays float32.
+    `$TRANSFERLAB_NUMERICS` ("fp32" or "bf16") overrides what a CPU has, for "auto" only.
     """
     if precision == "fp32":
         return False, False
     if device.type == "cuda":
         return True, True
     if device.type == "cpu":
-        return False, torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return False, cpu_has_bf16()
     return False, False
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU's no-gradient passes run in bfloat16: native bf16 (AVX512-BF16 or AMX),
+    unless `$TRANSFERLAB_NUMERICS` says to compute as the other kind of CPU does."""
+    forced = os.environ.get(NUMERICS, "").strip().lower()
+    if forced in ("fp32", "bf16"):
+        return forced == "bf16"
+    if forced:
+        raise ConfigError(f"${NUMERICS} must be fp32 or bf16 (or unset), got {forced!r}")
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def autocast(device: torch.device, bf16: bool):
