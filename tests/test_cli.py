@@ -108,20 +108,49 @@ def test_predict_names_a_cat_first_for_a_cat_photo(tmp_path):
     assert len(out.splitlines()) == 6
 
 
-def test_make_lab_opens_the_clones_lessons_with_kernels_that_import_the_engine():
-    from transferlab.launch import lab_command, lessons_source
+def test_make_lab_opens_cleared_copies_of_the_lessons_with_kernels_that_import_the_engine(tmp_path, monkeypatch):
+    from transferlab import launch
 
     root = Path(__file__).resolve().parents[1]
     dry = subprocess.run(["make", "-n", "-s", "lab"], cwd=root, capture_output=True, text=True, check=True).stdout
     assert "transferlab lab" in dry
-    assert lessons_source() == root / "lessons" and f"--notebook-dir={root / 'lessons'}" in lab_command(
-        lessons_source()
-    )
-    # Jupyter starts each kernel in lessons/, with no PYTHONPATH: the editable install finds the engine.
+    assert launch.lessons_source() == root / "lessons"
+    # In a clone too, the learner gets copies in ./transferlab-lessons; lessons/ is never opened in place.
+    started = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(launch.os, "execv", lambda program, argv: started.append(argv))
+    launch.run_lab(None)
+    mine = tmp_path / "transferlab-lessons"
+    assert started == [launch.lab_command(mine)] and f"--notebook-dir={mine}" in started[0]
+    assert {p.name for p in mine.glob("*.ipynb")} == {p.name for p in (root / "lessons").glob("*.ipynb")}
+    # Jupyter starts each kernel in that folder, with no PYTHONPATH: the editable install finds the engine.
     probe = [sys.executable, "-c", "import transferlab; print(transferlab.__file__)"]
     env = {"PATH": os.environ["PATH"]}
-    out = subprocess.run(probe, cwd=root / "lessons", env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(probe, cwd=mine, env=env, capture_output=True, text=True, check=True).stdout
     assert Path(out.strip()).parent == root / "transferlab"
+
+
+def test_copy_lessons_clears_the_outputs_and_never_overwrites_a_learners_edits(tmp_path):
+    from transferlab.launch import copy_lessons
+
+    source = Path(__file__).resolve().parents[1] / "lessons"
+    copied = copy_lessons(source, tmp_path)
+    notebooks = sorted(p for p in copied if p.suffix == ".ipynb")
+    assert [p.name for p in notebooks] == sorted(p.name for p in source.glob("*.ipynb"))
+    assert (tmp_path / "nbval_sanitize.cfg").read_bytes() == (source / "nbval_sanitize.cfg").read_bytes()
+    for path in notebooks:
+        mine, theirs = json.loads(path.read_text()), json.loads((source / path.name).read_text())
+        code = [cell for cell in mine["cells"] if cell["cell_type"] == "code"]
+        assert code and all(cell["outputs"] == [] and cell["execution_count"] is None for cell in code), path.name
+        assert [cell["source"] for cell in mine["cells"]] == [cell["source"] for cell in theirs["cells"]]
+        assert path.read_text().endswith("}\n")
+    # The executed notebooks, for the web view, keep their outputs.
+    executed = json.loads((source / "02_feature_extraction_or_fine_tuning.ipynb").read_text())
+    assert any(cell.get("outputs") for cell in executed["cells"] if cell["cell_type"] == "code")
+    # A second copy leaves the learner's work alone.
+    edited = tmp_path / "02_feature_extraction_or_fine_tuning.ipynb"
+    edited.write_text("{}")
+    assert copy_lessons(source, tmp_path) == [] and edited.read_text() == "{}"
 
 
 def test_importing_the_package_is_instant_and_names_load_on_first_use():

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this computer only)")
     a.add_argument("--port", type=int, default=8501)
     lab = sub.add_parser("lab", help="open the lessons in JupyterLab")
-    lab.add_argument("--dir", help="where to copy the lessons first (installed: ./transferlab-lessons)")
+    lab.add_argument("--dir", help="where to copy the lessons, outputs cleared (default: ./transferlab-lessons)")
     sub.add_parser("backbones", help="list backbones, their blocks and whether their weights are here")
     sub.add_parser("datasets", help="list datasets and whether they can be loaded here (and why not)")
 

@@ -7,14 +7,15 @@
 The dashboard (`app.py` and `dashboard/` at the top of a clone) is not part of the engine, which
 never imports streamlit; a wheel carries it as files in `transferlab/_app/`, run by Streamlit from
 there. Its Streamlit settings (`dashboard/streamlit.toml`) are passed as options, so the page looks
-and behaves the same whatever folder it is started from. Installed from a wheel, the lessons are
-copied to a folder of the learner's own first (`--dir`, by default `transferlab-lessons` here), so
-that their edits are theirs; a notebook already there is never overwritten. In a clone, the
-lessons open where they are.
+and behaves the same whatever folder it is started from. The lessons, from a clone or a wheel, are
+copied to a folder of the learner's own first (`--dir`, by default `transferlab-lessons` here), with
+their outputs cleared, so that each question is met fresh and the learner's edits are theirs; a file
+already there is never overwritten, and the executed notebooks in `lessons/` are never edited.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -57,14 +58,27 @@ def lab_command(folder: Path) -> list[str]:
     return command + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])
 
 
+def write_cleared(notebook: Path, target: Path) -> None:
+    """Write `notebook` to `target` with every code cell's outputs and execution count cleared, as Jupyter writes it."""
+    content = json.loads(notebook.read_text(encoding="utf-8"))
+    for cell in content["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    target.write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def copy_lessons(source: Path, folder: Path) -> list[Path]:
-    """Copy the lessons into `folder`, leaving alone every file already there; the files copied."""
+    """Copy the lessons into `folder`, notebooks with their outputs cleared, leaving alone every file
+    already there; the files copied."""
     copied = []
     for path in sorted(source.rglob("*")):
         target = folder / path.relative_to(source)
         if path.is_file() and path.suffix in (".ipynb", ".md", ".cfg") and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+            if path.suffix == ".ipynb":
+                write_cleared(path, target)
+            else:
+                shutil.copy2(path, target)
             copied.append(target)
     return copied
 
@@ -74,11 +88,8 @@ def run_app(host: str, port: int) -> None:
 
 
 def run_lab(folder: str | None) -> None:
-    source = lessons_source()
-    if folder is None and in_clone():
-        target = source  # a clone: the lessons where they are
-    else:
-        target = Path(folder or "transferlab-lessons").resolve()
-        copied = copy_lessons(source, target)
-        print(f"{len(copied)} lesson file(s) copied to {target}", file=sys.stderr)
+    """Copy the lessons, cleared, to `folder` (by default `transferlab-lessons` here) and open them there."""
+    target = Path(folder or "transferlab-lessons").resolve()
+    copied = copy_lessons(lessons_source(), target)
+    print(f"{len(copied)} lesson file(s) copied to {target}", file=sys.stderr)
     os.execv(sys.executable, lab_command(target))
