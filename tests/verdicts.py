@@ -15,27 +15,30 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-NUMBER = r"[+-]?\d+\.\d"
+NUMBER = r"[+-]?\d+\.\d\d?"  # one decimal, or two where one would show a non-zero end as 0.0
+LEVEL = r"\d+(?:\.\d+)?"  # 95, or a family's Holm-adjusted level such as 98.3
 
 
 def sentences(text: str, arms: Iterable[str]) -> list[tuple[str, str, dict[str, float]]]:
     """Every yardstick sentence in `text` about two of `arms`: (a, b, numbers), in order, where a
     is the winner or the first arm named and `numbers` has `difference` (a minus b, in points),
-    `low`, `high` (its interval, in points) and `beats` (1.0 or 0.0)."""
+    `low`, `high` (its interval, in points), `beats` (1.0 or 0.0) and `confidence` (its level)."""
     names = "|".join(re.escape(a) for a in sorted(arms, key=len, reverse=True))
     pattern = re.compile(
         rf"(?P<w>{names}) beats (?P<l>{names}) by (?P<by>{NUMBER}) points "
-        rf"\(95% interval (?P<wl>{NUMBER}) to (?P<wh>{NUMBER})\)"
+        rf"\((?P<wc>{LEVEL})% interval (?P<wl>{NUMBER}) to (?P<wh>{NUMBER})\)"
         rf"|(?P<a>{names}) and (?P<b>{names}) are within noise of each other "
-        rf"\(difference (?P<d>{NUMBER}) points, 95% interval (?P<tl>{NUMBER}) to (?P<th>{NUMBER}) points\)"
+        rf"\(difference (?P<d>{NUMBER}) points, (?P<tc>{LEVEL})% interval (?P<tl>{NUMBER}) to (?P<th>{NUMBER}) points\)"
     )
     found = []
     for m in pattern.finditer(text):
         if m["w"]:
-            numbers = {"difference": float(m["by"]), "low": float(m["wl"]), "high": float(m["wh"]), "beats": 1.0}
+            numbers = {"difference": float(m["by"]), "low": float(m["wl"]), "high": float(m["wh"]), "beats": 1.0,
+                       "confidence": float(m["wc"]) / 100}  # fmt: skip
             found.append((m["w"], m["l"], numbers))
         else:
-            numbers = {"difference": float(m["d"]), "low": float(m["tl"]), "high": float(m["th"]), "beats": 0.0}
+            numbers = {"difference": float(m["d"]), "low": float(m["tl"]), "high": float(m["th"]), "beats": 0.0,
+                       "confidence": float(m["tc"]) / 100}  # fmt: skip
             found.append((m["a"], m["b"], numbers))
     return found
 
@@ -47,7 +50,10 @@ def check(a: str, b: str, numbers: Mapping[str, float], correct: Mapping[str, np
     n = len(ca)
     d = ca.astype(float) - cb.astype(float)
     estimate = d.mean() * 100
-    half = 1.96 * d.std(ddof=0) / np.sqrt(n) * 100  # the normal approximation, in points
+    from scipy.stats import norm
+
+    z = norm.ppf(1 - (1 - numbers.get("confidence", 0.95)) / 2)
+    half = z * d.std(ddof=0) / np.sqrt(n) * 100  # the normal approximation at the sentence's level, in points
     said = f"{a} vs {b}: {dict(numbers)}, answers say {estimate:+.2f} +/- {half:.2f}"
     # The bootstrap's ends sit on a lattice of 1/n and carry its resampling noise: at 100 examples they
     # may stand a point or so from the normal approximation, at 2 000 a quarter of a point.
