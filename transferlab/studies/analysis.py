@@ -30,6 +30,7 @@ import torch
 from ..data.transforms import model_input, to_model_input
 from ..device import pick_device
 from ..models.registry import BlockNet, create_backbone, get_spec
+from ..training.arm_run import answers
 from ..training.comparison import compare
 from ..training.config import Arm, ExperimentConfig
 from ..training.splits import prepare_data
@@ -129,7 +130,8 @@ def centroid_baseline(config: ExperimentConfig, init: str | Mapping = "pretraine
     """Nearest class centroid on the backbone's features: no training, one forward pass.
 
     Returns:
-        A result-table row: arm "centroid", per_class, seed, test_accuracy, seconds.
+        A result-table row: arm "centroid", per_class, seed, test_accuracy, test_correct (each
+        test image's answer, as in `compare`'s rows), seconds.
     """
     f = dataset_features(config, init)
     started = time.perf_counter()
@@ -140,6 +142,7 @@ def centroid_baseline(config: ExperimentConfig, init: str | Mapping = "pretraine
         "per_class": config.per_class,
         "seed": config.seed,
         "test_accuracy": float((predictions == f.test_labels).float().mean()),
+        "test_correct": answers(predictions, f.test_labels),
         "seconds": round(f.seconds + time.perf_counter() - started, 2),
     }
 

@@ -201,7 +201,7 @@ class MultitaskRun(Run):
         self.best_step: int | None = None
         self.task_val: dict[str, float] = {}
         self.task_test: dict[str, float] = {}
-        self.test_predictions = None
+        self.val_predictions = self.test_predictions = None
         self.test_accuracy = self.test_loss = self.val_accuracy = math.nan
 
     def describe(self) -> str:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .config import Arm, ExperimentConfig, Plan
     from .splits import ExperimentData
 
-__all__ = ["ROW", "ArmRun", "arm_row"]
+__all__ = ["ROW", "ArmRun", "answers", "arm_row"]
 
 # Every column of a result row, with the value an arm without a network has.
 ROW = {
@@ -38,6 +38,10 @@ ROW = {
     "lr_tried": None,  # an arm that chooses its rate: each rate tried, with its validation accuracy
     "val_accuracy": math.nan,
     "test_accuracy": math.nan,
+    # Each example's answer, "1" right and "0" wrong, in the split's fixed order: what lets
+    # `stats.difference_in` count the examples' noise across seeds ("" where not measured).
+    "val_correct": "",
+    "test_correct": "",
     "test_loss": math.nan,
     "seconds": 0.0,
     "trainable_params": 0,
@@ -54,7 +58,8 @@ class ArmRun:
 
     Attributes every kind keeps: `config`, `arm`, `data`, `device`, `callbacks`; `plan`; `step`
     (optimiser steps so far); `seconds` (its own work); `val_accuracy`, `test_accuracy`,
-    `test_loss`; `test_predictions` (the test split's predicted labels, once measured).
+    `test_loss`; `val_predictions`, `test_predictions` (each split's predicted labels, for the
+    weights that `val_accuracy` and `test_accuracy` measured; None until measured).
     """
 
     plan: Plan
@@ -63,6 +68,7 @@ class ArmRun:
     val_accuracy: float
     test_accuracy: float
     test_loss: float
+    val_predictions: torch.Tensor | None  # no class defaults: `TunedRun` hands these to its chosen run
     test_predictions: torch.Tensor | None
 
     def __init__(
@@ -104,7 +110,16 @@ def arm_row(run: ArmRun, **own) -> dict:
         "steps": run.step,
         "val_accuracy": run.val_accuracy,
         "test_accuracy": run.test_accuracy,
+        "val_correct": answers(run.val_predictions, run.data.val_labels),
+        "test_correct": answers(run.test_predictions, run.data.test_labels),
         "test_loss": run.test_loss,
         "seconds": round(run.seconds, 2),
         **own,
     }
+
+
+def answers(predictions: torch.Tensor | None, labels: torch.Tensor) -> str:
+    """Right and wrong per example as "1" and "0" (a table's cell, kept in the run store as text)."""
+    if predictions is None or len(predictions) != len(labels):
+        return ""
+    return "".join("01"[int(c)] for c in (predictions.cpu() == labels.cpu()).tolist())

@@ -74,6 +74,7 @@ class BaselineRun(ArmRun):
         self.k = 0
         self.step = self.images_seen = 0
         self.seconds = 0.0
+        self.val_predictions: torch.Tensor | None = None
         self.test_predictions: torch.Tensor | None = None
         self.test_accuracy = self.test_loss = self.val_accuracy = float("nan")
 
@@ -128,7 +129,8 @@ class BaselineRun(ArmRun):
             self.images_seen = len(self.data.train_labels)
             self._emit("train", *self._measure(model, x["train"], self.data.train_labels)[:2])
             if len(self.data.val_labels):
-                loss, self.val_accuracy, _ = self._measure(model, x["val"], self.data.val_labels)
+                loss, self.val_accuracy, preds = self._measure(model, x["val"], self.data.val_labels)
+                self.val_predictions = torch.from_numpy(preds)
                 self.seconds = time.perf_counter() - started
                 self._emit("val", loss, self.val_accuracy)
             self.seconds = time.perf_counter() - started

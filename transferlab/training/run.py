@@ -58,6 +58,7 @@ class Run(ArmRun):
         self.step = self.images_seen = 0
         self.seconds = 0.0
         self.best_step: int | None = None  # with patience: the step of the best validation accuracy
+        self.val_predictions: torch.Tensor | None = None
         self.test_predictions: torch.Tensor | None = None
         self.test_accuracy = self.test_loss = self.val_accuracy = float("nan")
 
@@ -183,7 +184,7 @@ class Run(ArmRun):
         """The optimiser over the plan's steps, a validation point at a time (see `rounds`)."""
         self.model.train()
         batches = self._train_batches()
-        best, best_state, since_best = -1.0, None, 0
+        best, best_state, best_answers, since_best = -1.0, None, None, 0
         for end in self.plan.eval_steps:
             self._train_until(end, batches)
             if self._has_val():
@@ -192,6 +193,7 @@ class Run(ArmRun):
                     since_best += 1
                     if self.val_accuracy > best:
                         best, self.best_step, since_best = self.val_accuracy, self.step, 0
+                        best_answers = self.val_predictions
                         best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.seconds += time.perf_counter() - started
             yield self.step
@@ -200,7 +202,7 @@ class Run(ArmRun):
                 break
         if best_state is not None:  # test the weights chosen on the validation split
             self.model.load_state_dict(best_state)
-            self.val_accuracy = best
+            self.val_accuracy, self.val_predictions = best, best_answers
         self.seconds += time.perf_counter() - started
 
     # --- what a run with several heads (`studies.multitask`) does differently -------------------
@@ -214,7 +216,7 @@ class Run(ArmRun):
     def _validate(self, started: float) -> float:
         """Measure the validation split into `val_accuracy` (what patience watches) and emit it;
         returns the time the run's own clock restarts from."""
-        loss, self.val_accuracy, _ = self.evaluate("val")
+        loss, self.val_accuracy, self.val_predictions = self.evaluate("val")
         self.seconds += time.perf_counter() - started
         started = time.perf_counter()
         self._emit("val", loss, self.val_accuracy)
@@ -247,7 +249,7 @@ class Run(ArmRun):
         train_loss, train_accuracy, _ = self.evaluate("train")
         self._emit("train", train_loss, train_accuracy)
         if len(self.data.val_labels):
-            loss, self.val_accuracy, _ = self.evaluate("val")
+            loss, self.val_accuracy, self.val_predictions = self.evaluate("val")
             self._emit("val", loss, self.val_accuracy)
 
     def row(self) -> dict:
