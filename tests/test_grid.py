@@ -17,7 +17,7 @@ def assert_cells_are_single_comparisons(table, base: ExperimentConfig, arms: lis
             assert mine.loc[arm, "test_accuracy"] == direct.accuracy(arm), (arm, n, k, seed)
             assert mine.loc[arm, "val_accuracy"] == direct.runs[arm].val_accuracy, (arm, n, k, seed)
         right = {a: direct.runs[a].test_predictions.numpy() == direct.data.test_labels.numpy() for a in arms}
-        gap = direct.difference("finetune", "scratch")
+        gap = direct.difference("finetune", "scratch").at(mine.gap_confidence.iloc[0])  # Holm's level in the map
         assert mine.gap.iloc[0] == pytest.approx(gap.estimate) and mine.gap_low.iloc[0] == pytest.approx(gap.low)
         assert np.mean(right["finetune"]) - np.mean(right["scratch"]) == pytest.approx(gap.estimate)
 

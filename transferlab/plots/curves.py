@@ -205,9 +205,11 @@ def _gap_ties(cells: pd.DataFrame) -> pd.DataFrame:
             return float("nan")
         if len(group) == 1:
             low, high = group.gap_low.iloc[0], group.gap_high.iloc[0]
-        else:  # the gap per seed, paired: its mean's t interval
+        else:  # the gap per seed, paired, and the test images' noise, shared by every seed (so not divided by k)
             d = seed_difference(dict(zip(group.seed, group.gap)), dict.fromkeys(group.seed, 0.0))
-            low, high = d.low, d.high
+            test_half = ((group.gap_high - group.gap_low) / 2).mean()
+            half = float(np.hypot((d.high - d.low) / 2, test_half))
+            low, high = d.estimate - half, d.estimate + half
         return float(low <= 0 <= high)
 
     return (

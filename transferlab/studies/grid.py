@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 import pandas as pd
 
 from ..errors import ConfigError
-from ..stats import paired_difference
+from ..stats import holm, paired_difference
 from ..training.callbacks import Callback
 from ..training.config import ARMS, ExperimentConfig, unit_config
 from ..training.outcome import Outcome, comparison_key
@@ -291,11 +291,12 @@ def map_table(grid: Grid, finished: Mapping[str, tuple[Outcome, int | None, bool
     `val_accuracy`, `seconds`, `steps`, ...; `depth` is the arm's own freeze depth),
     `train_accuracy` (its last training measurement: with test_accuracy, the overfitting gap),
     `comparison` (its id in a `RunStore`), `from_store`; and `gap`, the cell's finetune minus
-    scratch test accuracy, with `gap_low`, `gap_high` its 95% interval, paired over the test
-    images the two units share (`stats.paired_difference`).
+    scratch test accuracy, with `gap_low`, `gap_high` its interval, paired over the test images
+    the two units share (`stats.paired_difference`); the map shows its cells together, so the
+    finished cells' intervals are adjusted together (`stats.holm`; `gap_confidence` is each level).
     """
     axes = list(grid.axes())
-    rows = []
+    rows, gaps = [], {}
     for cell in grid.cells():
         cell_rows, outcomes = [], {}
         for arm in grid.arms:
@@ -312,10 +313,18 @@ def map_table(grid: Grid, finished: Mapping[str, tuple[Outcome, int | None, bool
             cell_rows.append(
                 {**settings, "arm": arm, **row, **settings, "comparison": stored, "from_store": from_store}
             )
-        gap = {"gap": float("nan"), "gap_low": float("nan"), "gap_high": float("nan")}
         if {"finetune", "scratch"} <= set(outcomes):
             ft, sc = outcomes["finetune"], outcomes["scratch"]
-            d = paired_difference(ft.correct("finetune"), sc.correct("scratch"), "finetune", "scratch")
-            gap = {"gap": d.estimate, "gap_low": d.low, "gap_high": d.high}
-        rows += [{**r, **gap} for r in cell_rows]
-    return pd.DataFrame(rows)
+            gaps[len(rows)] = paired_difference(ft.correct("finetune"), sc.correct("scratch"), "finetune", "scratch")
+        rows.append(cell_rows)
+    adjusted = dict(zip(gaps, holm(list(gaps.values()))))
+    nan = float("nan")
+    return pd.DataFrame(
+        [
+            {**r, "gap": d.estimate, "gap_low": d.low, "gap_high": d.high, "gap_confidence": d.confidence}
+            if (d := adjusted.get(i))
+            else {**r, "gap": nan, "gap_low": nan, "gap_high": nan, "gap_confidence": nan}
+            for i, cell_rows in enumerate(rows)
+            for r in cell_rows
+        ]
+    )

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..device import device_name, pick_device
 from ..errors import ConfigError, StopTraining
-from ..stats import Difference, paired_difference
+from ..stats import Difference, accuracy_interval, holm, paired_difference
 from .arm_run import ArmRun
 from .baselines import BaselineRun
 from .callbacks import Callback, History, StopOnEvent
@@ -86,13 +86,24 @@ class Verdicts:
         return paired_difference(self.correct(a), self.correct(b), a, b)
 
     def differences(self) -> list[Difference]:
-        """The most accurate arm against each other arm, in order of test accuracy."""
+        """The most accurate arm against each other arm, in order of test accuracy; shown
+        together, so adjusted together (`stats.holm`) where there are several."""
         arms = self.table.sort_values("test_accuracy", ascending=False).arm.tolist()
-        return [self.difference(arms[0], other) for other in arms[1:]]
+        return holm([self.difference(arms[0], other) for other in arms[1:]])
 
     def improving(self) -> list[str]:
         """The arms still improving when their budget ran out (see `still_improving`)."""
         return [arm for arm in self.table.arm if still_improving(self.history, arm)]
+
+    def at_chance(self) -> list[str]:
+        """The arms that never left chance: guessing (one over the number of classes) lies inside
+        their test accuracy's 95% interval. Their budget measured nothing about the method."""
+        chance = 1 / self.num_classes()
+        return [arm for arm in self.table.arm if accuracy_interval(self.correct(arm))[1] <= chance]
+
+    def num_classes(self) -> int:
+        """How many classes the test split's labels can take (chance is one over it)."""
+        raise NotImplementedError
 
     def verdict(self) -> str:
         """The best arm against each other arm, each judged by its interval; the time each took;
@@ -104,7 +115,11 @@ class Verdicts:
         if len(t) == 1:
             text = f"{t.arm.iloc[0]}: test accuracy {t.test_accuracy.iloc[0]:.1%} in {t.seconds.iloc[0]:.0f} s."
         else:
-            text = "; ".join(d.sentence() for d in self.differences()) + ". "
+            judged = self.differences()
+            text = "; ".join(d.sentence() for d in judged) + ". "
+            if len(judged) > 1:
+                text += f"({len(judged)} differences shown together: each interval widened for that, by Holm's rule.) "
+            text += f"{judged[0].scope()[0].upper()}{judged[0].scope()[1:]}; another seed trains other models. "
             text += (
                 "Test accuracy: "
                 + ", ".join(f"{r.arm} {r.test_accuracy:.1%} in {r.seconds:.0f} s" for r in t.itertuples())
@@ -120,6 +135,13 @@ class Verdicts:
                 f"{r.arm} {int(r.steps)} (best at {int(r.best_step)})" for r in t.itertuples() if pd.notna(r.best_step)
             ]
             text += f" Trained until validation accuracy stopped improving; steps used: {', '.join(used)}."
+        if stuck := self.at_chance():
+            names = " and ".join(stuck)
+            text += (
+                f" {names} never left chance ({1 / self.num_classes():.0%} for guessing, within "
+                f"{'its' if len(stuck) == 1 else 'their'} interval): this budget measured nothing about "
+                f"{'it' if len(stuck) == 1 else 'them'}."
+            )
         improving = self.improving()
         if improving:
             names = " and ".join(improving)
@@ -143,6 +165,9 @@ class ComparisonResult(Verdicts):
 
     def correct(self, arm: str) -> np.ndarray:
         return (self.runs[arm].test_predictions == self.data.test_labels).cpu().numpy()
+
+    def num_classes(self) -> int:
+        return self.data.dataset.num_classes
 
 
 def run_class(arm: Arm) -> type[ArmRun]:

@@ -160,6 +160,9 @@ class Outcome(Verdicts):
     def correct(self, arm: str) -> np.ndarray:
         return np.asarray(self.predictions[arm]) == np.asarray(self.labels)
 
+    def num_classes(self) -> int:
+        return len(self.classes)
+
     def per_class(self) -> pd.DataFrame:
         """Test accuracy per class and arm: a row per (arm, class)."""
         rows = []
