@@ -50,6 +50,7 @@ __all__ = [
 
 CONFIDENCE = 0.95
 RESAMPLES = 4000  # bootstrap resamples: the interval's ends move by < 0.1 points between seeds of the bootstrap
+FEW_SPLIT = 50  # below this many examples that split two arms over seeds, the exact sign test joins the t interval
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,18 @@ def _sign_interval(wins: int, losses: int, n: int, confidence: float) -> tuple[f
     return (2 * share.low - 1) * split / n, (2 * share.high - 1) * split / n
 
 
+def _bootstrap(values: np.ndarray, resamples: int, confidence: float) -> tuple[float, float]:
+    """The percentile interval of the mean of `values` (one per example) over examples resampled
+    with replacement. The values take few levels (-1, 0, +1; or multiples of 1/k over k seeds), so
+    resampling examples is a multinomial draw of the levels' counts: exact, and microseconds."""
+    levels, counts = np.unique(values, return_counts=True)
+    n = len(values)
+    means = np.random.default_rng(0).multinomial(n, counts / n, size=resamples) @ levels / n
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def paired_difference(
     correct_a: Sequence[bool] | np.ndarray,
     correct_b: Sequence[bool] | np.ndarray,
@@ -173,24 +186,20 @@ def paired_difference(
 ) -> Difference:
     """Accuracy of `a` minus `b` on the same test examples: one trained model of each.
 
-    Each example contributes d = correct_a - correct_b (-1, 0 or +1); resampling examples with
-    replacement is resampling the counts of those three values (a multinomial draw), so the
-    bootstrap is exact and takes microseconds. Its interval is widened to the exact sign test's
-    on the disagreements where that is wider (few disagreements). Seeded: the same inputs give
-    the same interval.
+    Each example contributes d = correct_a - correct_b (-1, 0 or +1); the interval is the bootstrap
+    of their mean over the examples (`_bootstrap`), widened to the exact sign test's on the
+    disagreements where that is wider (few disagreements). Seeded: the same inputs give the same
+    interval.
     """
     ca, cb = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     if ca.shape != cb.shape or ca.ndim != 1 or len(ca) == 0:
         raise ValueError(f"need the correctness of both arms on the same test examples, got {ca.shape} and {cb.shape}")
     n = len(ca)
     d = ca.astype(int) - cb.astype(int)
-    counts = np.array([(d == -1).sum(), (d == 0).sum(), (d == 1).sum()])
-    draws = np.random.default_rng(0).multinomial(n, counts / n, size=resamples)
-    means = (draws[:, 2] - draws[:, 0]) / n
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    exact_low, exact_high = _sign_interval(int(counts[2]), int(counts[0]), n, confidence)
-    split = int(counts[0] + counts[2])
+    low, high = _bootstrap(d, resamples, confidence)
+    wins, losses = int((d == 1).sum()), int((d == -1).sum())
+    exact_low, exact_high = _sign_interval(wins, losses, n, confidence)
+    split = wins + losses
     method = f"paired over {n:,} test examples: bootstrap, and the exact sign test on the {split} they split"
     redo = partial(paired_difference, ca, cb, a, b, resamples)
     if _too_few(n, confidence):
@@ -220,15 +229,21 @@ def replicated_difference(
     b: str = "B",
     paired: bool = True,
     confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
 ) -> Difference:
     """Mean accuracy of `a` minus `b` over training draws scored on the same examples.
 
     `correct_a` is (k_a seeds, n examples) of right/wrong answers, `correct_b` (k_b, n) on the
     same examples in the same order; `paired`: row i of both trained on the same draw (seed).
-    The variance of the difference counts the seeds' noise, Var(acc_a - acc_b per seed)/k when
-    paired, else Var(acc_a)/k_a + Var(acc_b)/k_b, and the examples' noise, Var(mean answer of a
-    minus b per example)/n, with Welch's degrees of freedom; widened to the exact sign test on the
-    examples the arms split (on the seeds' mean). One seed each: `paired_difference`.
+    Two sources of noise, each with its own half-width, added in quadrature:
+    - the seeds': a t interval of the per-seed difference, Var(acc_a - acc_b)/k with k - 1 degrees
+      of freedom when paired, else Welch's with Var(acc_a)/k_a + Var(acc_b)/k_b;
+    - the examples': the bootstrap of the mean per-example difference (a's mean answer over its
+      seeds minus b's), resampling examples, the same ones for both arms, as `paired_difference`
+      does for one seed. So k seeds that agree exactly give one seed's interval, never less.
+    Widened to the exact sign test on the examples that split the arms (on the seeds' mean) where
+    every seed splits the same ones, or fewer than `FEW_SPLIT` are split; otherwise the sign test
+    would count a split of one seed in three as a whole one. One seed each: `paired_difference`.
     """
     A, B = np.atleast_2d(np.asarray(correct_a, dtype=float)), np.atleast_2d(np.asarray(correct_b, dtype=float))
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1] or A.shape[1] == 0:
@@ -243,20 +258,25 @@ def replicated_difference(
         terms = [(float(np.var(acc_a - acc_b, ddof=1)) / ka, ka - 1)]
     else:
         terms = [(float(np.var(acc, ddof=1)) / len(acc), len(acc) - 1) for acc in (acc_a, acc_b) if len(acc) > 1]
+    seeds_low, seeds_high = _t_interval(estimate, terms, confidence)
     per_example = A.mean(0) - B.mean(0)
     if np.ptp(per_example) == 0:  # no example tells them apart: count one split each way, never a zero width
         per_example = np.r_[per_example, 1.0, -1.0]
-    terms.append((float(np.var(per_example, ddof=1)) / n, n - 1))
-    low, high = _t_interval(estimate, terms, confidence)
-    mean_a, mean_b = A.mean(0), B.mean(0)
-    exact = _sign_interval(int((mean_a > mean_b).sum()), int((mean_a < mean_b).sum()), n, confidence)
+    examples_low, examples_high = _bootstrap(per_example, resamples, confidence)
+    low = max(-1.0, estimate - float(np.hypot(estimate - seeds_low, estimate - examples_low)))
+    high = min(1.0, estimate + float(np.hypot(seeds_high - estimate, examples_high - estimate)))
+    wins, losses = int((per_example[:n] > 0).sum()), int((per_example[:n] < 0).sum())
+    whole = bool(np.all(per_example[:n] == np.round(per_example[:n])))  # every seed splits the same examples
+    if whole or wins + losses < FEW_SPLIT:  # the sign test applies exactly, or few split: the rest is too sure
+        exact_low, exact_high = _sign_interval(wins, losses, n, confidence)
+        low, high = min(low, exact_low), max(high, exact_high)
     draws = f"{ka} training draws each, paired by seed," if paired else f"{ka} and {kb} training draws, unpaired,"
-    method = f"{draws} on {n:,} shared examples: t interval counting the seeds' and the examples' noise"
+    method = f"{draws} on {n:,} shared examples: the seeds' t interval and the examples' bootstrap combined"
     judged = not _too_few(n, confidence)
     if not judged:
         method = f"{n} test examples: even all {n} going one way would not be beyond noise"
     return Difference(
-        a, b, estimate, min(low, exact[0]), max(high, exact[1]), method, examples=n, seeds=min(ka, kb),
+        a, b, estimate, low, high, method, examples=n, seeds=min(ka, kb),
         confidence=confidence, judged=judged, redo=partial(replicated_difference, A, B, a, b, paired),
     )  # fmt: skip
 
