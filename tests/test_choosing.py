@@ -41,7 +41,9 @@ def test_a_row_per_backbone_and_arm_with_the_seed_spread(choice):
         ("labnet", "probe"),
     ]
     expected = {"parameters", "freeze_depth", "image_size", "seeds", "seconds", "test_accuracy"}
-    assert expected | {"test_accuracy_spread", "train_images_per_s", "predict_images_per_s"} <= set(t.columns)
+    assert expected | {"test_accuracy_spread", "train_images_per_s", "predict_images_per_s", "multiply_adds"} <= set(
+        t.columns
+    )
     assert (t.seeds == 2).all()
     assert t.set_index(["backbone", "arm"]).freeze_depth.to_dict() == {
         ("test_tiny", "finetune"): 2,
@@ -79,3 +81,15 @@ def test_backbone_choice_draws_a_point_per_row_with_its_spread(choice):
     assert fig.layout.xaxis.title.text == "predictions per second (whole network)"
     one_arm = plots.backbone_choice(choice.table[choice.table.arm == "finetune"])
     assert [t.name for t in one_arm.data] == ["test_tiny", "labnet"]
+
+
+def test_a_predictions_cost_is_counted_in_multiply_adds_whatever_the_machine():
+    lite0, lite2 = (choosing.multiply_adds(b, 224) for b in ("efficientnet_lite0", "efficientnet_lite2"))
+    assert 350e6 < lite0 < 420e6  # EfficientNet-Lite0 at 224 px: about 0.4 billion
+    assert lite2 > 1.4 * lite0  # deeper, wider: the larger network costs more per image, on any machine
+    assert 3.5 < lite0 / choosing.multiply_adds("efficientnet_lite0", 112) < 4.1  # a quarter of the pixels
+
+
+def test_prediction_speeds_are_timed_side_by_side():
+    speeds = choosing.prediction_speeds({"test_tiny": 16, "labnet": 32}, batch=8, rounds=2)
+    assert set(speeds) == {"test_tiny", "labnet"} and all(s > 0 for s in speeds.values())

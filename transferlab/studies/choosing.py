@@ -16,7 +16,7 @@ one with a different number of blocks freezes the same share of its blocks, roun
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
@@ -43,7 +43,8 @@ class BackboneChoice:
             an earlier run in this process cached: the validation and test splits' after the first seed),
             test_accuracy (mean over seeds), test_accuracy_spread (standard deviation over seeds;
             NaN with one seed), train_images_per_s (training images a run processed per second
-            of its own time), predict_images_per_s (whole-network inference, from `prediction_speed`).
+            of its own time), multiply_adds (per image, whole network: a cost no machine changes),
+            predict_images_per_s (whole-network inference, timed side by side: `prediction_speeds`).
         runs: a row per backbone, arm and seed (each run's `Run.row()`).
         history: every run's records, with `backbone` and `seed` columns.
         skipped: backbone -> why it was not run (its weights are not on this machine).
@@ -64,20 +65,58 @@ def equivalent_depth(config: ExperimentConfig, backbone: str) -> int:
 
 
 @torch.no_grad()
+def multiply_adds(backbone: str, size: int) -> int:
+    """Multiply-adds for one image of `size` pixels through the whole network (its convolutions and
+    linear layers): a prediction's cost that no machine or load changes, unlike seconds."""
+    model = create_backbone(backbone, num_classes=10, pretrained=False).eval()
+    total = 0
+
+    def count(layer: torch.nn.Module, _, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(layer, torch.nn.Conv2d):
+            total += out.numel() * layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+        else:
+            total += out.numel() * layer.in_features
+
+    hooks = [
+        m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+    ]
+    try:
+        model(torch.zeros(1, 3, size, size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+@torch.no_grad()
+def prediction_speeds(
+    backbones: Mapping[str, int], device: torch.device | str = "cpu", batch: int = 64, rounds: int = 5
+) -> dict[str, float]:
+    """Images per second through each whole network ({backbone: size}; random init, eval mode,
+    float32) on `device`: what each prediction costs once the model is trained. Timed side by
+    side: one untimed warm-up pass each, then `rounds` rounds that time one batch of every network
+    in turn, the best round of each. A load that comes and goes then falls on every network alike,
+    where timing them one after the other let it fall on one (lesson 11 once timed Lite2 faster
+    than Lite0)."""
+    models, inputs = {}, {}
+    for name, size in backbones.items():
+        models[name] = create_backbone(name, num_classes=10, pretrained=False).eval().to(device)
+        models[name].to(memory_format=torch.channels_last)
+        inputs[name] = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+        models[name](inputs[name]).sum().item()
+    best = dict.fromkeys(models, float("inf"))
+    for _ in range(rounds):
+        for name, model in models.items():
+            started = time.perf_counter()
+            model(inputs[name]).sum().item()  # .item() waits for the device to finish
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: batch / seconds for name, seconds in best.items()}
+
+
 def prediction_speed(backbone: str, size: int, device: torch.device | str = "cpu", batch: int = 64) -> float:
-    """Images per second through the whole network (random init, eval mode, float32) at `size`
-    pixels on `device`: what each prediction costs once the model is trained. The best of five
-    timed batches, after one untimed pass that allocates."""
-    model = create_backbone(backbone, num_classes=10, pretrained=False).eval().to(device)
-    model.to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    model(x).sum().item()
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        model(x).sum().item()  # .item() waits for the device to finish
-        best = min(best, time.perf_counter() - started)
-    return batch / best
+    """Images per second through one whole network (see `prediction_speeds`)."""
+    return prediction_speeds({backbone: size}, device, batch)[backbone]
 
 
 def compare_backbones(
@@ -138,6 +177,7 @@ def summarise(runs: pd.DataFrame, device: torch.device) -> pd.DataFrame:
         test_accuracy_spread=("test_accuracy", "std"),
         train_images_per_s=("train_images_per_s", "mean"),
     ).reset_index()
-    speed = {b: prediction_speed(b, s, device) for b, s in zip(table.backbone, table.image_size)}
-    table["predict_images_per_s"] = table.backbone.map(speed)
+    sizes = dict(zip(table.backbone, table.image_size.astype(int)))
+    table["multiply_adds"] = table.backbone.map({b: multiply_adds(b, s) for b, s in sizes.items()})
+    table["predict_images_per_s"] = table.backbone.map(prediction_speeds(sizes, device))
     return table
