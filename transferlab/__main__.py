@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rm = sub.add_parser("remove", help="delete an imported dataset")
     rm.add_argument("name", metavar="NAME")
+
+    rp = sub.add_parser("replicate", help="run each lesson's primary comparison again on new seeds: does it hold?")
+    rp.add_argument("--seeds", type=_ints, default=[10, 11, 12], help="seeds the lessons did not use (default 10-12)")
+    rp.add_argument("--lessons", type=lambda t: t.split(","), help="only these lessons, e.g. 2,4 (default: all)")
+    rp.add_argument("--out", help="also write the table, as Markdown, to this file (e.g. docs/replication.md)")
     return parser
 
 
@@ -181,6 +186,28 @@ def cmd_sweep(args) -> None:
         print((gap * 100).round(1).to_string())
     if args.csv:
         print(f"wrote {write_csv(table, args.csv)}")
+
+
+def cmd_replicate(args) -> None:
+    from ._paths import atomic_path
+    from .errors import ConfigError
+    from .studies.replicate import CLAIMS, markdown, replicate
+
+    claims = [c for c in CLAIMS if args.lessons is None or c.lesson in args.lessons]
+    if not claims:
+        raise ConfigError(f"no claim for lessons {args.lessons}; there are {', '.join(c.lesson for c in CLAIMS)}")
+    rows = []
+    for claim in claims:
+        print(f"lesson {claim.lesson}: {claim.question}", file=sys.stderr)
+        rows.append(replicate(claim, args.seeds))
+        print(f"  {rows[-1]['replication']} (holds: {rows[-1]['holds']})", file=sys.stderr)
+    import pandas as pd
+
+    text = markdown(pd.DataFrame(rows))
+    print(text)
+    if args.out:
+        with atomic_path(args.out) as path:
+            path.write_text(text)
 
 
 def cmd_import(args) -> None:
@@ -366,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"backbones": cmd_backbones, "datasets": cmd_datasets, "predict": cmd_predict}
         commands |= {"compare": cmd_compare, "runs": cmd_runs, "import": cmd_import, "remove": cmd_remove}
         commands |= {"sweep": cmd_sweep, "zeroshot": cmd_zeroshot, "choose": cmd_choose, "multitask": cmd_multitask}
+        commands |= {"replicate": cmd_replicate}
         commands[args.command](args)
     except TransferlabError as error:
         print(f"error: {error}", file=sys.stderr)
