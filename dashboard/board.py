@@ -91,6 +91,11 @@ def verdicts_ui(runs: pd.DataFrame) -> None:
             "seconds": runs.elapsed,
         }
     )
+    st.caption(
+        "Each comparison is one training draw of each arm, judged alone on its own test images: exploratory. "
+        "Rows shown together are not adjusted for each other, and a row says which trained models won, not "
+        "which method: run more seeds for that."
+    )
     st.dataframe(
         table.head(VERDICTS),
         hide_index=True,

@@ -354,6 +354,7 @@ def test_the_class_board_shows_the_queue_the_verdicts_and_the_transfer_map(app):
     gap = done.outcome.difference("finetune", "scratch")
     assert row["95% interval"].startswith(f"{gap.low * 100:+.1f} to {gap.high * 100:+.1f}")
     assert row["95% interval"].endswith("(tie)") == (not gap.beyond_noise)
+    assert any("exploratory" in c.value and "more seeds" in c.value for c in board.caption)  # one draw, unadjusted
     assert board.selectbox(key="board-pair").value == "test_tiny on test_blobs"
     transfer_map = chart(board, "board-map")["data"][0]
     assert transfer_map["type"] == "scatter" and points(transfer_map["x"]) >= 1
