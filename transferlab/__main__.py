@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the fine-tuned model: .onnx, .torchscript, or .pt (a checkpoint for load_model)",
     )
     c.add_argument("--json", action="store_true", help="print a JSON result on stdout (progress goes to stderr)")
+    c.add_argument("--more-seeds", type=int, default=0, metavar="N",
+                   help="also train N more draws (seed+1, ...) and judge the methods over all of them")  # fmt: skip
     c.add_argument(
         "--predict",
         metavar="GUESS",
@@ -341,6 +343,14 @@ def cmd_compare(args) -> None:
     result = compare(config, arms=arms, callbacks=[Printer(sys.stderr if args.json else sys.stdout)])
     took = time.perf_counter() - started
     print(f"took {took:.0f} s" + (f" (estimated {estimate.seconds:.0f} s)" if estimate else ""), file=sys.stderr)
+    methods = []
+    if args.more_seeds:  # one draw judges two trained models; several judge the methods
+        from dataclasses import replace
+
+        from .studies.replicate import over_seeds
+
+        more = [compare(replace(config, seed=config.seed + i), arms) for i in range(1, args.more_seeds + 1)]
+        methods = over_seeds([result, *more])
     if args.export:
         from .serve.export import export_model
 
@@ -356,6 +366,8 @@ def cmd_compare(args) -> None:
             out["gap_interval"] = result.difference("finetune", "scratch").as_dict()
         if guess is not None:
             out["prediction"] = {"predicted": str(guess), "against": guess.against(result)}
+        if methods:
+            out["over_seeds"] = [d.as_dict() for d in methods]
         print(json.dumps(out, indent=2))
     else:
         cols = [
@@ -379,6 +391,12 @@ def cmd_compare(args) -> None:
         print(result.verdict())
         if guess is not None:
             print(guess.against(result))
+        if methods:
+            print(
+                f"Over seeds {config.seed} to {config.seed + args.more_seeds}: "
+                + "; ".join(d.sentence() for d in methods)
+            )
+            print(f"{methods[0].scope()[0].upper()}{methods[0].scope()[1:]}.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,11 @@ from datetime import date
 
 import pandas as pd
 
-from ..stats import Difference, difference_in
+from ..stats import Difference, difference_in, holm
 from ..training.comparison import compare
 from ..training.config import Arm, ExperimentConfig
 
-__all__ = ["CLAIMS", "Claim", "markdown", "replicate", "replicate_all"]
+__all__ = ["CLAIMS", "Claim", "markdown", "over_seeds", "replicate", "replicate_all"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,15 @@ class Claim:
 
     def judge(self, seeds: Sequence[int]) -> Difference:
         return difference_in(self.table(seeds), self.a[0], self.b[0], by="side")
+
+
+def over_seeds(results: Sequence) -> list[Difference]:
+    """The best arm (by mean test accuracy) against each other arm, over the seeds of `results`
+    (comparisons of the same arms, one per seed): a verdict on the methods, counting seeds and test
+    images, the differences adjusted together (Holm)."""
+    table = pd.concat([r.table for r in results], ignore_index=True)
+    order = table.groupby("arm").test_accuracy.mean().sort_values(ascending=False).index
+    return holm([difference_in(table, order[0], other) for other in order[1:]])
 
 
 def replicate(claim: Claim, seeds: Sequence[int]) -> dict:
