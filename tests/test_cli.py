@@ -83,19 +83,18 @@ def test_compare_prints_progress_and_a_table(capsys):
     assert "6 steps of up to 8 images = 3 epochs of 16 images" in out
     assert "finetune  step 2/6 (epoch 1.0)" in out and "val_accuracy" in out and "finetune: test accuracy" in out
     assert main([*argv, "--epochs", "2"]) == 2  # one budget: steps or epochs, said before any work
+    assert "give the budget in steps or in epochs, not both" in capsys.readouterr().err
 
 
 def test_compare_with_more_seeds_judges_the_methods_over_every_draw(capsys):
     argv = ["compare", "--dataset", "test_blobs", "--backbone", "test_tiny", "--per-class", "8", "--freeze-depth", "1",
-            "--steps", "8",
-            "--batch-size", "8", "--precision", "fp32", "--more-seeds", "2", "--json"]  # fmt: skip
+            "--steps", "8", "--batch-size", "8", "--precision", "fp32", "--more-seeds", "2", "--json"]  # fmt: skip
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert "one training draw of each arm" in result["verdict"].lower()  # the seed-0 verdict: two trained models
     [methods] = result["over_seeds"]  # finetune against scratch, over seeds 0, 1 and 2
     assert methods["seeds"] == 3 and "paired by seed" in methods["method"]
     assert methods["low"] < methods["high"] and methods["examples"] > 0
-    assert "give the budget in steps or in epochs, not both" in capsys.readouterr().err
 
 
 def test_settings_that_cannot_work_exit_2_with_a_message(capsys):
