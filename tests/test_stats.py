@@ -139,7 +139,7 @@ def test_equal_differences_on_every_seed_are_at_least_as_wide_as_one_seeds_paire
     three = difference_in(table, "a", "b")  # three seeds, each the same two models: no more evidence than one
     assert three.estimate == pytest.approx(one.estimate) and three.seeds == 3 and three.examples == 2000
     assert three.high - three.low >= one.high - one.low
-    assert "paired by seed" in three.method and "examples' bootstrap" in three.method
+    assert "paired by seed" in three.method and "examples' noise" in three.method
 
 
 def coverage(flip: float, n: int = 300, seeds: int = 3, repeats: int = 300) -> tuple[float, float]:

@@ -235,12 +235,13 @@ def replicated_difference(
 
     `correct_a` is (k_a seeds, n examples) of right/wrong answers, `correct_b` (k_b, n) on the
     same examples in the same order; `paired`: row i of both trained on the same draw (seed).
-    Two sources of noise, each with its own half-width, added in quadrature:
-    - the seeds': a t interval of the per-seed difference, Var(acc_a - acc_b)/k with k - 1 degrees
-      of freedom when paired, else Welch's with Var(acc_a)/k_a + Var(acc_b)/k_b;
-    - the examples': the bootstrap of the mean per-example difference (a's mean answer over its
-      seeds minus b's), resampling examples, the same ones for both arms, as `paired_difference`
-      does for one seed. So k seeds that agree exactly give one seed's interval, never less.
+    A t interval whose variance counts both sources of noise, with Welch's degrees of freedom:
+    - the seeds': Var(acc_a - acc_b per seed)/k when paired, else Var(acc_a)/k_a + Var(acc_b)/k_b;
+    - the examples': Var(per-example difference)/n, where an example's difference is a's mean
+      answer over its seeds minus b's (the same examples for both arms).
+    It never claims more than the examples alone allow: it covers the bootstrap of the mean
+    per-example difference, resampling examples as `paired_difference` does for one seed, so k
+    seeds that agree exactly give one seed's interval.
     Widened to the exact sign test on the examples that split the arms (on the seeds' mean) where
     every seed splits the same ones, or fewer than `FEW_SPLIT` are split; otherwise the sign test
     would count a split of one seed in three as a whole one. One seed each: `paired_difference`.
@@ -258,20 +259,20 @@ def replicated_difference(
         terms = [(float(np.var(acc_a - acc_b, ddof=1)) / ka, ka - 1)]
     else:
         terms = [(float(np.var(acc, ddof=1)) / len(acc), len(acc) - 1) for acc in (acc_a, acc_b) if len(acc) > 1]
-    seeds_low, seeds_high = _t_interval(estimate, terms, confidence)
     per_example = A.mean(0) - B.mean(0)
     if np.ptp(per_example) == 0:  # no example tells them apart: count one split each way, never a zero width
         per_example = np.r_[per_example, 1.0, -1.0]
+    terms.append((float(np.var(per_example, ddof=1)) / len(per_example), len(per_example) - 1))
+    low, high = _t_interval(estimate, terms, confidence)
     examples_low, examples_high = _bootstrap(per_example, resamples, confidence)
-    low = max(-1.0, estimate - float(np.hypot(estimate - seeds_low, estimate - examples_low)))
-    high = min(1.0, estimate + float(np.hypot(seeds_high - estimate, examples_high - estimate)))
+    low, high = min(low, examples_low), max(high, examples_high)
     wins, losses = int((per_example[:n] > 0).sum()), int((per_example[:n] < 0).sum())
     whole = bool(np.all(per_example[:n] == np.round(per_example[:n])))  # every seed splits the same examples
     if whole or wins + losses < FEW_SPLIT:  # the sign test applies exactly, or few split: the rest is too sure
         exact_low, exact_high = _sign_interval(wins, losses, n, confidence)
         low, high = min(low, exact_low), max(high, exact_high)
     draws = f"{ka} training draws each, paired by seed," if paired else f"{ka} and {kb} training draws, unpaired,"
-    method = f"{draws} on {n:,} shared examples: the seeds' t interval and the examples' bootstrap combined"
+    method = f"{draws} on {n:,} shared examples: t interval counting the seeds' and the examples' noise"
     judged = not _too_few(n, confidence)
     if not judged:
         method = f"{n} test examples: even all {n} going one way would not be beyond noise"
