@@ -99,7 +99,8 @@ class Verdicts:
         """The arms that never left chance: guessing (one over the number of classes) lies inside
         their test accuracy's 95% interval. Their budget measured nothing about the method."""
         chance = 1 / self.num_classes()
-        return [arm for arm in self.table.arm if accuracy_interval(self.correct(arm))[1] <= chance]
+        intervals = {arm: accuracy_interval(self.correct(arm))[1:] for arm in self.table.arm}
+        return [arm for arm, (low, high) in intervals.items() if low <= chance <= high]
 
     def num_classes(self) -> int:
         """How many classes the test split's labels can take (chance is one over it)."""
